@@ -1,0 +1,62 @@
+"""Chunker: conversations → chunks.
+
+Take a batch of conversation events from the stream, cut each conversation
+into micro, medium and macro chunks (pure domain code), write the batch to
+Postgres in one transaction, emit one ConversationChunked per conversation,
+and close any job whose every conversation is now chunked.
+"""
+
+from __future__ import annotations
+
+from soulprint.agents.containment import contained
+from soulprint.domain.chunking import chunk_conversation
+from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported, IngestCompleted
+from soulprint.services.postgres import ChunkWrite
+from soulprint.topics import conversation_key
+
+
+def register(rt) -> None:
+    settings = rt.settings
+
+    @rt.app.agent(rt.topics.conversations, name="soulprint.chunker")
+    async def chunker(stream):
+        async for batch in stream.take(settings.batch_size, within=settings.batch_window_s):
+            await chunk_batch(rt, batch)
+
+
+async def chunk_batch(rt, batch: list) -> None:
+    conversations = [e for e in batch if isinstance(e, ConversationImported)]
+    completed = [e for e in batch if isinstance(e, IngestCompleted)]
+    try:
+        written = await write_batch(rt, conversations)
+    except Exception:  # noqa: BLE001 - find the poison message one by one
+        written = []
+        for event in conversations:
+            async def one(event=event):
+                written.extend(await write_batch(rt, [event]))
+            await contained(rt, "chunker", event, one)
+
+    for w in written:
+        await rt.topics.chunks.send(
+            key=conversation_key(w.user_id, w.conversation.id),
+            value=ConversationChunked(
+                job_id=w.job_id, user_id=w.user_id, conversation_id=w.conversation.id,
+                chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count) for k in w.chunks],
+            ),
+        )
+    for job_id in sorted({e.job_id for e in conversations} | {e.job_id for e in completed}):
+        await contained(rt, "chunker", completed[0] if completed else conversations[0],
+                        lambda job_id=job_id: _complete(rt, job_id))
+
+
+async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite]:
+    writes = []
+    for event in events:
+        conv = event.to_domain()
+        chunks = chunk_conversation(event.user_id, conv, rt.settings.chunking)
+        writes.append(ChunkWrite(job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=chunks))
+    return await rt.db.write_chunks(writes)
+
+
+async def _complete(rt, job_id: str) -> None:
+    await rt.db.complete_chunking(job_id, rt.settings.recent_days)

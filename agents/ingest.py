@@ -1,0 +1,65 @@
+"""Ingest: imports → conversations.
+
+Receive an ImportRequested, claim the job, stream the export through the
+parser (in a thread, constant memory), emit one ConversationImported per
+conversation, record the totals, then emit IngestCompleted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from soulprint.agents.containment import contained
+from soulprint.agents.offload import iterate_in_thread
+from soulprint.domain.parsing import ExportReader
+from soulprint.models.events import ConversationImported, ImportRequested, IngestCompleted
+from soulprint.topics import conversation_key
+
+PROGRESS_EVERY_S = 0.5  # status-table writes are batched by time, not per conversation
+
+
+def register(rt) -> None:
+    @rt.app.agent(rt.topics.imports, name="soulprint.ingest")
+    async def ingest(stream):
+        async for event in stream:
+            await contained(rt, "ingest", event, lambda: ingest_export(rt, event))
+
+
+async def ingest_export(rt, event: ImportRequested) -> None:
+    db, topics = rt.db, rt.topics
+    await db.create_job(event.job_id, event.user_id, event.source_uri)
+    if not await db.claim_ingest(event.job_id, rt.worker_id, rt.settings.stale_claim_s):
+        return  # a redelivery, or another worker has it
+
+    reader = ExportReader(event.source_uri, limits=rt.settings.parse_limits)
+    seq = 0
+    last_report = time.monotonic()
+    async for batch in iterate_in_thread(reader):
+        for conv in batch:
+            await topics.conversations.send(
+                key=conversation_key(event.user_id, conv.id),
+                value=ConversationImported.from_domain(event.job_id, event.user_id, seq, conv),
+            )
+            seq += 1
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            s = reader.summary
+            await db.report_parsing(
+                event.job_id, bytes_read=s.bytes_read, bytes_total=reader.bytes_total,
+                conversations=s.conversations, messages=s.messages, excluded=s.excluded,
+            )
+
+    summary = reader.summary
+    if not await db.finish_ingest(event.job_id, summary, reader.profile):
+        return  # failed or taken over meanwhile: the newer owner reports
+    await topics.conversations.send(
+        key=event.job_id,
+        value=IngestCompleted(
+            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations,
+            messages=summary.messages, excluded=summary.excluded, empty=summary.empty,
+            newest_message_time=summary.newest_message_time,
+        ),
+    )
+    # The chunker may already have written every conversation before the
+    # totals were known; then nobody else would notice the job is done.
+    await db.complete_chunking(event.job_id, rt.settings.recent_days)

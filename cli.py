@@ -1,0 +1,264 @@
+"""`soulprint`: import an export, follow a job, run a worker.
+
+Errors reach the person as one line on stderr and a non-zero exit code,
+never as a traceback (set SOULPRINT_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+EXIT_FAILED_JOB = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soulprint", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the workers do")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="import a ChatGPT or claude.ai export (.zip, .json or folder)")
+    p.add_argument("path", help="export file or folder, or a file:// URI")
+    p.add_argument("--user", required=True, help="the person this export belongs to")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--no-wait", action="store_true",
+                   help="publish the import and exit (external Kafka and Postgres only)")
+    p.add_argument("--job-id", help="use this job id instead of a new one (a retry of the same import)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("status", help="show an import job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("worker", help="run a long-lived worker (needs SOULPRINT_KAFKA_BOOTSTRAP)")
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("soulprint: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CliError as exc:
+        print(f"soulprint: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - last line of defence for a person at a terminal
+        if os.environ.get("SOULPRINT_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"soulprint: error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # faust and aiokafka narrate every rebalance at WARNING on Tansu.
+        for name in ("faust", "mode", "aiokafka", "asyncio"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _settings():
+    from soulprint.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _run(coro):
+    """asyncio.run, with SIGTERM treated like Ctrl-C so cleanup always runs."""
+
+    async def runner():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+
+    return asyncio.run(runner())
+
+
+# -- import ---------------------------------------------------------------------
+
+
+def source_uri(raw: str) -> str:
+    path = Path(raw[7:] if raw.startswith("file://") else raw).expanduser()
+    if not path.exists():
+        raise CliError(f"no such file or folder: {raw}")
+    return path.resolve().as_uri()
+
+
+def cmd_import(args) -> int:
+    from soulprint.services.embedded import Stack
+
+    uri = source_uri(args.path)
+    settings = _settings()
+    if args.no_wait and (settings.embedded_kafka or settings.embedded_postgres):
+        raise CliError(
+            "--no-wait needs SOULPRINT_KAFKA_BOOTSTRAP and SOULPRINT_DATABASE_URL: "
+            "the embedded broker lives only as long as this command"
+        )
+    with Stack(settings) as stack:
+        resolved = stack.start()
+        job = _run(_import(resolved, uri, args))
+    if args.json:
+        from soulprint.reporting import job_json
+
+        print(json.dumps(job_json(job) if job.get("job_id") else job))
+    elif job.get("status") in ("queued",):
+        print(f"queued import {job['job_id']} for {job['user_id']}")
+    else:
+        from soulprint.reporting import summary_text
+
+        print(summary_text(job))
+    if job.get("status") == "failed":
+        if not args.json:
+            print(f"soulprint: error: {job['error']}", file=sys.stderr)
+        else:
+            print(f"soulprint: error: {job['error']}", file=sys.stderr)
+        return EXIT_FAILED_JOB
+    return 0
+
+
+async def _import(settings, uri: str, args) -> dict:
+    from soulprint.models.events import ImportRequested
+    from soulprint.reporting import ProgressView
+    from soulprint.services.kafka import ImportPublisher
+    from soulprint.services.postgres import Postgres
+
+    job_id = args.job_id or str(uuid.uuid4())
+    event = ImportRequested(job_id=job_id, user_id=args.user, source_uri=uri, requested_at=time.time())
+    in_process_worker = settings.embedded_kafka
+    runtime = None
+    db = None
+    try:
+        if in_process_worker:
+            from soulprint.runtime import build_runtime
+
+            runtime = await build_runtime(settings)
+            db = runtime.db
+        else:
+            db = await Postgres.connect(settings.database_url)
+        await db.create_job(job_id, args.user, uri)
+        async with ImportPublisher(settings) as publisher:
+            await publisher.publish(event)
+        if args.no_wait:
+            return await db.get_job(job_id)
+        if runtime is not None:
+            await runtime.app.start()
+        view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
+        return await wait_for_job(db, job_id, view, settings)
+    finally:
+        if runtime is not None:
+            await _stop_app(runtime.app)
+        if db is not None:
+            await db.close()
+
+
+async def _stop_app(app) -> None:
+    try:
+        await app.stop()
+    except Exception:  # noqa: BLE001 - shutting down anyway
+        logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
+
+
+async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> dict:
+    """Follow the status table until the job ends; give up if it stops moving."""
+    last_change = time.monotonic()
+    last_seen = None
+    while True:
+        job = await db.get_job(job_id)
+        view.update(job)
+        if job["status"] in ("complete", "failed"):
+            return job
+        marker = (job["status"], job["updated_at"])
+        if marker != last_seen:
+            last_seen, last_change = marker, time.monotonic()
+        elif time.monotonic() - last_change > settings.stall_timeout_s:
+            raise CliError(
+                f"job {job_id} made no progress for {settings.stall_timeout_s:.0f}s "
+                f"(status {job['status']}); is a worker running?"
+            )
+        await asyncio.sleep(poll_s)
+
+
+# -- status -----------------------------------------------------------------------
+
+
+def cmd_status(args) -> int:
+    from soulprint.reporting import job_json, summary_text
+    from soulprint.services.embedded import Stack
+    from soulprint.services.postgres import Postgres
+
+    async def fetch(settings):
+        db = await Postgres.connect(settings.database_url)
+        try:
+            return await db.get_job(args.job_id)
+        finally:
+            await db.close()
+
+    settings = _settings()
+    with Stack(settings) as stack:
+        job = _run(fetch(stack.start(need_kafka=False)))
+    if job is None:
+        raise CliError(f"no such job: {args.job_id}")
+    print(json.dumps(job_json(job)) if args.json else summary_text(job))
+    return EXIT_FAILED_JOB if job["status"] == "failed" else 0
+
+
+# -- worker -----------------------------------------------------------------------
+
+
+def cmd_worker(args) -> int:
+    from soulprint.services.embedded import Stack
+
+    settings = _settings()
+    if settings.embedded_kafka:
+        raise CliError("`soulprint worker` needs SOULPRINT_KAFKA_BOOTSTRAP (an embedded broker has no publishers)")
+
+    async def serve(resolved):
+        from soulprint.runtime import build_runtime
+
+        rt = await build_runtime(resolved)
+        try:
+            await rt.app.start()
+            print(f"soulprint worker {rt.worker_id} consuming from {resolved.kafka_bootstrap}", file=sys.stderr)
+            await asyncio.Event().wait()  # until SIGTERM / Ctrl-C
+        finally:
+            await _stop_app(rt.app)
+            await rt.db.close()
+
+    with Stack(settings) as stack:
+        _run(serve(stack.start(need_kafka=False)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Events: what travels on the topics.
+
+Every event is a versioned ``faust.Record`` serialised as plain JSON, so an
+operator can read a topic with the Kafka console tools. A topic that carries
+more than one kind of event declares an abstract base with
+``allow_blessed_key``: faust then restores the concrete class from the
+``__faust.ns`` field it writes into each payload. Namespaces are spelled out
+so that moving a class between modules never breaks replay of old messages.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+import faust
+
+from soulprint.models.domain import Conversation, Message
+
+
+class Event(faust.Record, abstract=True, serializer="json", include_metadata=True, allow_blessed_key=True):
+    schema_version: int = 1
+
+
+# -- imports topic ---------------------------------------------------------
+
+
+class ImportRequested(Event, namespace="soulprint.ImportRequested"):
+    """An upload landed: read this export for this person."""
+
+    job_id: str = ""
+    user_id: str = ""
+    source_uri: str = ""  # file:// URI (or path) of a .zip, .json or folder
+    requested_at: float = 0.0
+
+
+# -- conversations topic ---------------------------------------------------
+
+
+class ConversationsEvent(Event, abstract=True):
+    job_id: str = ""
+    user_id: str = ""
+
+
+class MessageRecord(faust.Record, serializer="json", include_metadata=False):
+    id: str
+    role: str
+    text: str
+    time: Optional[float] = None
+
+
+class ConversationImported(ConversationsEvent, namespace="soulprint.ConversationImported"):
+    """One conversation's active path, normalised to text, in order."""
+
+    conversation_id: str = ""
+    title: Optional[str] = None
+    source: str = "chatgpt"
+    created_at: Optional[float] = None
+    updated_at: Optional[float] = None
+    seq: int = 0  # position in the export, for logs and replay checks
+    messages: List[MessageRecord] = []
+
+    @classmethod
+    def from_domain(cls, job_id: str, user_id: str, seq: int, conv: Conversation) -> "ConversationImported":
+        return cls(
+            job_id=job_id,
+            user_id=user_id,
+            conversation_id=conv.id,
+            title=conv.title,
+            source=conv.source,
+            created_at=conv.created_at,
+            updated_at=conv.updated_at,
+            seq=seq,
+            messages=[MessageRecord(id=m.id, role=m.role, text=m.text, time=m.time) for m in conv.messages],
+        )
+
+    def to_domain(self) -> Conversation:
+        return Conversation(
+            id=self.conversation_id,
+            title=self.title,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            source=self.source,
+            messages=[_message(m) for m in self.messages],
+        )
+
+
+def _message(m) -> Message:
+    # Nested records arrive as dicts when the payload came from another
+    # producer (console tools, an older worker), as records otherwise.
+    if isinstance(m, dict):
+        return Message(id=m["id"], role=m["role"], text=m["text"], time=m.get("time"))
+    return Message(id=m.id, role=m.role, text=m.text, time=m.time)
+
+
+class IngestCompleted(ConversationsEvent, namespace="soulprint.IngestCompleted"):
+    """The export has been read to the end: the totals later stages count towards."""
+
+    conversations: int = 0
+    messages: int = 0
+    excluded: int = 0
+    empty: int = 0
+    newest_message_time: Optional[float] = None
+
+
+# -- chunks topic ----------------------------------------------------------
+
+
+class ChunkRef(faust.Record, serializer="json", include_metadata=False):
+    chunk_id: str
+    tier: str
+    token_count: int
+
+
+class ConversationChunked(Event, namespace="soulprint.ConversationChunked"):
+    """A conversation's chunks are in Postgres; downstream reads them from there."""
+
+    job_id: str = ""
+    user_id: str = ""
+    conversation_id: str = ""
+    chunks: List[ChunkRef] = []
+
+
+# -- dead letters ----------------------------------------------------------
+
+
+class DeadLetter(Event, namespace="soulprint.DeadLetter"):
+    """A message a stage could not process; kept for inspection and replay."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    key: Optional[str] = None
+    job_id: Optional[str] = None
+    error: str = ""
+    payload_preview: str = ""
+    failed_at: float = 0.0
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,124 @@
+"""What the CLI shows a person: progress bars per stage, a summary, the --json object.
+
+Everything here is derived from one import_jobs row (plus chunk counts), so
+`soulprint import` and `soulprint status` always agree.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+STAGES = ("parsing", "chunking")
+
+
+def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The --json object: one shape for `import` and `status`."""
+    out = {
+        "job_id": job["job_id"],
+        "user_id": job["user_id"],
+        "status": job["status"],
+        "stage": job["stage"],
+        "progress": round(float(job["progress"]), 1),
+        "error": job["error"],
+        "error_code": job["error_code"],
+        "counts": {
+            "conversations": job["conversations"],
+            "messages": job["messages"],
+            "excluded": job["excluded"],
+            "empty": job["empty"],
+            "conversations_chunked": job["conversations_chunked"],
+            "chunks": {
+                "micro": job["chunks_micro"],
+                "medium": job["chunks_medium"],
+                "macro": job["chunks_macro"],
+            },
+        },
+        "format": job["format"],
+        "bytes_read": job["bytes_read"],
+        "durations_s": stage_durations(job),
+        "created_at": _iso(job["created_at"]),
+        "finished_at": _iso(job["finished_at"]),
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def stage_durations(job: dict[str, Any]) -> dict[str, float]:
+    times = job.get("stage_times") or {}
+    out: dict[str, float] = {}
+    for stage, t in times.items():
+        if isinstance(t, dict) and "started" in t and "finished" in t:
+            out[stage] = round(float(t["finished"]) - float(t["started"]), 3)
+    if job.get("started_at") and job.get("finished_at"):
+        out["total"] = round((job["finished_at"] - job["started_at"]).total_seconds(), 3)
+    return out
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _bar(fraction: float, width: int = 28) -> str:
+    fraction = max(0.0, min(1.0, fraction))
+    filled = int(round(fraction * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+class ProgressView:
+    """Redraws one bar per stage on a terminal; silent when not a terminal."""
+
+    def __init__(self, stream: TextIO = sys.stderr, enabled: bool | None = None) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self.lines_drawn = 0
+
+    def update(self, job: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        lines = [self._line(stage, job) for stage in STAGES]
+        if self.lines_drawn:
+            self.stream.write(f"\x1b[{self.lines_drawn}F")
+        for line in lines:
+            self.stream.write("\x1b[2K" + line + "\n")
+        self.lines_drawn = len(lines)
+        self.stream.flush()
+
+    def _line(self, stage: str, job: dict[str, Any]) -> str:
+        status = job["status"]
+        order = {"queued": -1, "parsing": 0, "chunking": 1, "complete": 2}
+        current = order.get(status, order.get(job["stage"], -1))
+        mine = STAGES.index(stage)
+        if status == "failed" and job["stage"] == stage:
+            return f"{stage:<9} failed: {job['error']}"
+        if current > mine:
+            fraction, note = 1.0, "done"
+        elif current == mine:
+            fraction = float(job["progress"]) / 100.0
+            if stage == "parsing":
+                note = f"{job['bytes_read'] / 1e6:,.1f} MB, {job['conversations']:,} conversations"
+            else:
+                note = f"{job['conversations_chunked']:,}/{job['conversations']:,} conversations"
+        else:
+            fraction, note = 0.0, "waiting"
+        return f"{stage:<9} {_bar(fraction)} {fraction * 100:5.1f}%  {note}"
+
+
+def summary_text(job: dict[str, Any]) -> str:
+    d = stage_durations(job)
+    lines = [
+        f"Import {job['job_id']} for {job['user_id']}: {job['status']}",
+    ]
+    if job["status"] == "failed":
+        lines.append(f"  error: {job['error']}")
+        return "\n".join(lines)
+    lines += [
+        f"  conversations  {job['conversations']:,} imported, {job['excluded']:,} excluded (do not remember),"
+        f" {job['empty']:,} empty",
+        f"  messages       {job['messages']:,}",
+        f"  chunks         {job['chunks_micro']:,} micro, {job['chunks_medium']:,} medium,"
+        f" {job['chunks_macro']:,} macro",
+        "  durations      " + ", ".join(f"{k} {v:.2f}s" for k, v in d.items()),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""The one place where the app is assembled: settings + services + topics + agents.
+
+``Runtime`` owns what a worker process talks to (Postgres, the broker through
+faust); ``build_app`` wires the agents. The CLI, the long-running worker and
+the integration tests all go through here, whatever the infrastructure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faust
+
+from soulprint.settings import Settings
+from soulprint.services.postgres import Postgres
+from soulprint.topics import Topics
+
+# Conversation events carry whole conversations; long ones pass Kafka's 1 MB default.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Postgres
+    app: faust.App
+    topics: Topics
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger("soulprint")
+
+
+def make_faust_app(settings: Settings) -> faust.App:
+    assert settings.kafka_bootstrap, "broker must be resolved (embedded or external) before the app is built"
+    datadir = Path(settings.data_dir) / "faust"
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        autodiscover=False,
+        # Tansu has no transactions or idempotent producer; every write
+        # downstream is idempotent instead, so at-least-once is enough.
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=max(0.3, settings.kafka_session_timeout_s / 3),
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        producer_max_request_size=MAX_EVENT_BYTES,
+        consumer_max_fetch_size=MAX_EVENT_BYTES,
+        producer_linger=0.005,
+        stream_wait_empty=False,
+    )
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    from soulprint.agents import chunker, ingest
+
+    db = await Postgres.connect(settings.database_url)
+    app = make_faust_app(settings)
+    topics = Topics(app, settings.topic_prefix, settings.partitions)
+    rt = Runtime(settings=settings, db=db, app=app, topics=topics)
+    ingest.register(rt)
+    chunker.register(rt)
+    return rt

@@ -1,0 +1,82 @@
+"""The Anthropic Messages API through the official SDK (anthropic 2.x, httpx2 inside).
+
+The SDK's retries are off (``max_retries=0``): :class:`RemoteLLMClient` owns the
+one retry loop, so a 429 is never retried 3 x 4 times, and every attempt goes
+through the shared adaptive limiter. Responses are read with
+``with_raw_response`` so the rate-limit headers of *successful* answers are
+seen too: a ``remaining: 0`` pauses the limiter before the next request
+becomes a guaranteed 429.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anthropic
+
+from .base import LLMConfig, RemoteLLMClient, ResponseCache, SendResult, Sleep, TransportError, UsageSink, one_line
+from .ratelimit import exhausted_pause, throttle_hint
+
+log = logging.getLogger(__name__)
+
+
+class AnthropicClient(RemoteLLMClient):
+    provider = "anthropic"
+
+    def __init__(self, config: LLMConfig, *, sink: UsageSink | None = None, cache: ResponseCache | None = None,
+                 limiter: Any = None, sleep: Sleep | None = None,
+                 sdk_client: anthropic.AsyncAnthropic | None = None) -> None:
+        self._base_url = config.base_url
+        super().__init__(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep)
+        if sdk_client is None:
+            if not config.api_key:
+                raise ValueError("the anthropic provider needs an API key (ANTHROPIC_API_KEY)")
+            sdk_client = anthropic.AsyncAnthropic(
+                api_key=config.api_key,
+                base_url=config.base_url,  # None → ANTHROPIC_BASE_URL or the public API
+                timeout=config.timeout_s,
+                max_retries=0,
+            )
+        self.sdk = sdk_client
+
+    def _limiter_key(self) -> str:
+        # Different endpoints (the real API, a local fake) have different limits.
+        return f"anthropic:{self._base_url or 'default'}"
+
+    def _model_for(self, role: str) -> str:
+        return self.config.model_for(role)
+
+    async def _send(self, model: str, body: dict[str, Any]) -> SendResult:
+        try:
+            raw = await self.sdk.messages.with_raw_response.create(model=model, **body)
+            message = await raw.parse()
+        except anthropic.APITimeoutError as exc:  # before APIConnectionError: it is a subclass
+            raise TransportError("timeout", f"timed out after {self.config.timeout_s:g}s", retryable=True) from exc
+        except anthropic.APIConnectionError as exc:
+            raise TransportError("api", one_line(f"connection error: {exc}"), retryable=True) from exc
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except anthropic.APIResponseValidationError as exc:
+            raise TransportError("api", one_line(f"unexpected response: {exc}"), retryable=True) from exc
+        data = message.to_dict(mode="json")
+        return SendResult(body=data, pause_s=exhausted_pause(raw.headers))
+
+    async def aclose(self) -> None:
+        await self.sdk.close()
+
+
+def _status_error(exc: anthropic.APIStatusError) -> TransportError:
+    status = exc.status_code
+    headers = exc.response.headers if exc.response is not None else None
+    message = one_line(f"{status} {exc.type or ''}: {exc.api_message or exc.message}")
+    if status == 429:
+        return TransportError("rate_limited", message, retryable=True, retry_after=throttle_hint(headers), status=status)
+    if status in (529, 503):
+        return TransportError("overloaded", message, retryable=True, retry_after=throttle_hint(headers), status=status)
+    if status in (408, 504):
+        return TransportError("timeout", message, retryable=True, status=status)
+    if status >= 500:
+        return TransportError("api", message, retryable=True, status=status)
+    # 400 (bad request), 401/403 (credentials), 404 (model), 413 (too large): retrying cannot help.
+    return TransportError("api", message, retryable=False, status=status)

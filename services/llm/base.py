@@ -1,0 +1,616 @@
+"""The LLM layer's interface, result types and the engine shared by remote providers.
+
+Callers build an :class:`LLMRequest` and ``await client.complete(req)``. The
+call never raises for API or validation failures: it returns an
+:class:`LLMResult` with ``ok=False``, a one-line ``error`` and an
+``error_kind`` so a pipeline stage can decide (fall back offline, mark the job
+degraded, ...) without wrapping every call in ``try``.
+
+:class:`RemoteLLMClient` holds everything the Anthropic API and Bedrock have in
+common: the response cache, the adaptive concurrency limit, the one retry loop
+(SDK/botocore retries are switched off so the two never multiply), forced tool
+calls for structured output with one repair round, and usage accounting. A
+provider only implements :meth:`RemoteLLMClient._send` (one HTTP attempt,
+errors normalised to :class:`TransportError`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Awaitable, Callable, Mapping, NamedTuple, Protocol, runtime_checkable
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+ERROR_KINDS = ("schema", "rate_limited", "timeout", "overloaded", "api")
+
+
+# --------------------------------------------------------------------------- config
+
+
+class ModelPrice(NamedTuple):
+    """USD per million tokens. A NamedTuple so plain 4-tuples work in config too."""
+
+    input: float
+    output: float
+    cache_write: float  # 5-minute ephemeral cache writes (1.25x input)
+    cache_read: float  # cache hits (0.1x input)
+
+
+def default_prices() -> dict[str, ModelPrice]:
+    # Keys are matched as substrings of the model id (longest key wins), so the
+    # alias "claude-haiku-4-5", the dated id "claude-haiku-4-5-20251001" and the
+    # Bedrock id "anthropic.claude-haiku-4-5-20251001-v1:0" all price the same.
+    return {
+        "claude-haiku-4-5": ModelPrice(1.00, 5.00, 1.25, 0.10),
+        "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 3.75, 0.30),
+        "claude-sonnet-4": ModelPrice(3.00, 15.00, 3.75, 0.30),
+        "claude-opus-4-5": ModelPrice(5.00, 25.00, 6.25, 0.50),
+        "claude-opus-4-1": ModelPrice(15.00, 75.00, 18.75, 1.50),
+        "claude-3-5-haiku": ModelPrice(0.80, 4.00, 1.00, 0.08),
+    }
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    # None lets the factory choose: "anthropic" when an API key is configured,
+    # otherwise "offline" (a fresh checkout works without secrets).
+    provider: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    fast_model: str = "claude-haiku-4-5"
+    chat_model: str = "claude-sonnet-4-5"
+    bedrock_region: str | None = None
+    bedrock_endpoint_url: str | None = None
+    # On-demand use of the 4.5 models may need an inference-profile id instead
+    # ("us.anthropic..." / "global.anthropic..."): set these from config.
+    bedrock_fast_model: str = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    bedrock_chat_model: str = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    timeout_s: float = 60.0
+    max_attempts: int = 4  # ours; the SDK's own max_retries is 0
+    initial_concurrency: int = 8
+    max_concurrency: int = 64
+    cache_enabled: bool = True
+    prices: Mapping[str, tuple[float, float, float, float]] = field(default_factory=default_prices)
+    max_wait_s: float = 120.0  # cap on the total backoff of one call
+    # Exponential backoff (full jitter) used when the server gives no retry-after.
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # A system prompt is marked cache_control only from this size on: below the
+    # API's minimum cacheable prefix (1024 tokens Sonnet, 4096 Haiku 4.5) the
+    # marker is merely ignored, so this only avoids noise. ~4 chars per token.
+    prompt_cache_min_chars: int = 4000
+
+    def model_for(self, role: str) -> str:
+        return self.chat_model if role == "chat" else self.fast_model
+
+    def bedrock_model_for(self, role: str) -> str:
+        return self.bedrock_chat_model if role == "chat" else self.bedrock_fast_model
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        best: str | None = None
+        for key in self.prices:
+            if key in model and (best is None or len(key) > len(best)):
+                best = key
+        return ModelPrice(*self.prices[best]) if best is not None else None
+
+
+# --------------------------------------------------------------------------- request / result
+
+
+@dataclass
+class LLMRequest:
+    task: str  # "quick_sections", "facts", "memory", "chat", ...
+    system: str
+    messages: list[dict[str, Any]]
+    model_role: str = "fast"  # "fast" | "chat"
+    schema: dict[str, Any] | None = None  # JSON schema of the tool input; None = plain text
+    schema_name: str = "result"
+    max_tokens: int = 4096
+    # The structured input the prompt was rendered from. The offline provider
+    # reads this, never the prompt text, so prompts can change freely.
+    payload: dict[str, Any] = field(default_factory=dict)
+    job_id: str | None = None
+    stage: str = ""
+    cache_system: bool = True
+
+
+_ZERO_COST_FIELDS = ("requests", "input_tokens", "output_tokens")
+
+
+@dataclass
+class Usage:
+    """What one or more calls consumed. Summable: ``a + b``, ``sum(us, Usage())``.
+
+    ``requests`` counts answered (billed) API requests, including repair
+    requests; ``throttled`` counts 429/529 answers (not billed); ``cache_hits``
+    counts calls served from our response cache (requests=0, cost 0).
+    """
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float = 0.0
+    cache_hits: int = 0
+    throttled: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def __radd__(self, other: Any) -> "Usage":
+        if other == 0:  # sum() starts from 0
+            return self
+        return self.__add__(other)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Usage":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any] | None, price: ModelPrice | None) -> "Usage":
+        """One billed response's usage block (Messages API / Bedrock shape)."""
+        u = usage or {}
+        inp = int(u.get("input_tokens") or 0)
+        out = int(u.get("output_tokens") or 0)
+        cw = int(u.get("cache_creation_input_tokens") or 0)
+        cr = int(u.get("cache_read_input_tokens") or 0)
+        cost = 0.0
+        if price is not None:
+            cost = (inp * price.input + out * price.output + cw * price.cache_write + cr * price.cache_read) / 1e6
+        return cls(1, inp, out, cw, cr, cost)
+
+
+@dataclass
+class LLMResult:
+    ok: bool
+    data: dict[str, Any] | None = None  # the validated tool input for structured requests
+    text: str = ""
+    error: str | None = None  # one line
+    error_kind: str | None = None  # one of ERROR_KINDS
+    usage: Usage = field(default_factory=Usage)
+    cached: bool = False
+    provider: str = ""
+    model: str = ""
+    offline: bool = False
+    attempts: int = 0  # HTTP attempts made (throttled and timed-out ones included)
+
+
+class LLMClient(abc.ABC):
+    provider: str = ""
+    offline: bool = False
+
+    @abc.abstractmethod
+    async def complete(self, req: LLMRequest) -> LLMResult:
+        """Never raises for API or validation failures: ok=False with error instead."""
+
+    async def aclose(self) -> None:  # pragma: no cover - trivial default
+        return None
+
+    async def __aenter__(self) -> "LLMClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+@runtime_checkable
+class UsageSink(Protocol):
+    async def record(self, job_id: str | None, stage: str, provider: str, model: str, usage: Usage) -> None: ...
+
+
+@runtime_checkable
+class ResponseCache(Protocol):
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None: ...
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- schema validation
+
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    # bool is an int in Python; JSON schema keeps them apart.
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
+    or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def validate_json(value: Any, schema: Mapping[str, Any], path: str = "$", limit: int = 10) -> list[str]:
+    """Check ``value`` against the subset of JSON schema our prompts use.
+
+    Supports type (or a list of types), enum, const, required, properties,
+    additionalProperties (bool or schema), items, min/maxItems, min/maxLength,
+    minimum/maximum, anyOf. Returns human-readable errors with JSON paths (empty
+    list = valid), at most ``limit`` of them. Written here rather than pulling
+    in ``jsonschema``: the error text goes back to the model in the repair
+    request, so it should be short and concrete.
+    """
+    errors: list[str] = []
+    _validate(value, schema, path, errors, limit)
+    return errors
+
+
+def _validate(v: Any, s: Mapping[str, Any], path: str, errors: list[str], limit: int) -> None:
+    if len(errors) >= limit or not isinstance(s, Mapping):
+        return
+    if "anyOf" in s:
+        if not any(not validate_json(v, sub, path, 1) for sub in s["anyOf"]):
+            errors.append(f"{path}: matches none of the allowed shapes")
+        return
+    t = s.get("type")
+    if t is not None:
+        types = t if isinstance(t, list) else [t]
+        if not any(_TYPE_CHECKS.get(x, lambda _v: True)(v) for x in types):
+            errors.append(f"{path}: expected {' or '.join(types)}, got {_json_type(v)}")
+            return
+    if "enum" in s and v not in s["enum"]:
+        errors.append(f"{path}: {v!r} is not one of {list(s['enum'])}")
+    if "const" in s and v != s["const"]:
+        errors.append(f"{path}: must be {s['const']!r}")
+    if isinstance(v, str):
+        if "minLength" in s and len(v) < s["minLength"]:
+            errors.append(f"{path}: shorter than {s['minLength']} characters")
+        if "maxLength" in s and len(v) > s["maxLength"]:
+            errors.append(f"{path}: longer than {s['maxLength']} characters")
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        if "minimum" in s and v < s["minimum"]:
+            errors.append(f"{path}: below minimum {s['minimum']}")
+        if "maximum" in s and v > s["maximum"]:
+            errors.append(f"{path}: above maximum {s['maximum']}")
+    elif isinstance(v, list):
+        if "minItems" in s and len(v) < s["minItems"]:
+            errors.append(f"{path}: fewer than {s['minItems']} items")
+        if "maxItems" in s and len(v) > s["maxItems"]:
+            errors.append(f"{path}: more than {s['maxItems']} items")
+        items = s.get("items")
+        if isinstance(items, Mapping):
+            for i, item in enumerate(v):
+                _validate(item, items, f"{path}[{i}]", errors, limit)
+    elif isinstance(v, dict):
+        props: Mapping[str, Any] = s.get("properties") or {}
+        for name in s.get("required") or ():
+            if name not in v:
+                errors.append(f"{path}: missing required property '{name}'")
+        extra = s.get("additionalProperties", True)
+        for k, item in v.items():
+            if k in props:
+                _validate(item, props[k], f"{path}.{k}", errors, limit)
+            elif extra is False:
+                errors.append(f"{path}: unexpected property '{k}'")
+            elif isinstance(extra, Mapping):
+                _validate(item, extra, f"{path}.{k}", errors, limit)
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+# --------------------------------------------------------------------------- shared remote engine
+
+
+class TransportError(Exception):
+    """One failed HTTP attempt, normalised across SDKs.
+
+    kind: "rate_limited" | "overloaded" | "timeout" | "api".
+    retryable: whether another attempt may help (4xx other than 408/429 never do).
+    retry_after: the server's hint in seconds (retry-after, ratelimit reset), if any.
+    """
+
+    def __init__(self, kind: str, message: str, *, retryable: bool, retry_after: float | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass
+class SendResult:
+    """One answered request: the Messages-shaped response body, plus rate-limit hints."""
+
+    body: dict[str, Any]
+    pause_s: float | None = None  # the server says a limit is exhausted until then
+
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class RemoteLLMClient(LLMClient):
+    """Cache → limiter → retry loop → validate/repair → accounting.
+
+    Subclasses set ``provider`` and implement :meth:`_send` and
+    :meth:`_model_for`.
+    """
+
+    provider = "remote"
+
+    def __init__(self, config: LLMConfig, *, sink: UsageSink | None = None, cache: ResponseCache | None = None,
+                 limiter: Any = None, sleep: Sleep | None = None) -> None:
+        from .ratelimit import AdaptiveLimiter, shared_limiter  # ratelimit imports base types
+
+        self.config = config
+        self.sink = sink
+        self.cache = cache if config.cache_enabled else None
+        self._sleep: Sleep = sleep or asyncio.sleep
+        if limiter is None:
+            limiter = shared_limiter(self._limiter_key(), config.initial_concurrency, config.max_concurrency)
+        self.limiter: AdaptiveLimiter = limiter
+
+    # -- provider hooks
+
+    def _limiter_key(self) -> str:
+        return self.provider
+
+    @abc.abstractmethod
+    def _model_for(self, role: str) -> str: ...
+
+    @abc.abstractmethod
+    async def _send(self, model: str, body: dict[str, Any]) -> SendResult:
+        """One attempt. Return the response body or raise TransportError."""
+
+    # -- request building
+
+    def build_body(self, req: LLMRequest) -> dict[str, Any]:
+        """The provider-neutral Messages body (no model: Bedrock puts it in the URL).
+
+        No ``temperature``: the current models reject it.
+        """
+        system: Any = req.system
+        if req.system and req.cache_system and len(req.system) >= self.config.prompt_cache_min_chars:
+            # A static system prompt shared by every user of a task is the
+            # cacheable prefix; the samples live in the user turn.
+            system = [{"type": "text", "text": req.system, "cache_control": {"type": "ephemeral"}}]
+        body: dict[str, Any] = {"max_tokens": req.max_tokens, "messages": list(req.messages)}
+        if req.system:
+            body["system"] = system
+        if req.schema is not None:
+            body["tools"] = [{
+                "name": req.schema_name,
+                "description": f"Record the {req.task} result. Call this tool exactly once with the complete answer.",
+                "input_schema": req.schema,
+            }]
+            body["tool_choice"] = {"type": "tool", "name": req.schema_name}
+        return body
+
+    def cache_key(self, model: str, req: LLMRequest) -> str:
+        from .cache import cache_key
+
+        return cache_key(self.provider, model, req)
+
+    # -- the call
+
+    async def complete(self, req: LLMRequest) -> LLMResult:
+        model = self._model_for(req.model_role)
+        try:
+            result = await self._complete(model, req)
+        except Exception as exc:  # contract: a bug in parsing must not take the pipeline down
+            log.exception("llm %s/%s failed unexpectedly", self.provider, req.task)
+            result = LLMResult(ok=False, error=one_line(f"{type(exc).__name__}: {exc}"), error_kind="api",
+                               provider=self.provider, model=model)
+        await self._account(req, result)
+        return result
+
+    async def _complete(self, model: str, req: LLMRequest) -> LLMResult:
+        key = self.cache_key(model, req)
+        if self.cache is not None:
+            hit = await self._cache_get(key)
+            if hit is not None:
+                return LLMResult(ok=True, data=hit.get("data"), text=hit.get("text") or "", usage=Usage(cache_hits=1),
+                                 cached=True, provider=self.provider, model=hit.get("model") or model)
+
+        body = self.build_body(req)
+        # Jitter is seeded from the request so a replayed test sees the same delays.
+        rng = random.Random(int(key[:16], 16))
+        usage = Usage()
+        attempts = 0
+
+        resp, err, n, u = await self._send_with_retries(model, body, rng)
+        attempts += n
+        usage = usage + u
+        if err is not None:
+            return self._fail(model, err.kind, err, usage, attempts)
+        assert resp is not None
+
+        if req.schema is None:
+            text = _text_of(resp)
+            result = LLMResult(ok=True, text=text, usage=usage, provider=self.provider,
+                               model=resp.get("model") or model, attempts=attempts)
+            await self._cache_put(key, model, result)
+            return result
+
+        data, problem = _extract_tool_input(resp, req.schema_name, req.schema)
+        if problem is not None:
+            # One repair round: show the model its own answer and what was wrong.
+            log.info("llm %s/%s: invalid structured answer, repairing: %s", self.provider, req.task, problem)
+            repair = dict(body)
+            repair["messages"] = list(body["messages"]) + _repair_turns(resp, req.schema_name, problem)
+            if resp.get("stop_reason") == "max_tokens":
+                repair["max_tokens"] = min(req.max_tokens * 2, 64000)  # truncated: give it room
+            resp2, err2, n2, u2 = await self._send_with_retries(model, repair, rng)
+            attempts += n2
+            usage = usage + u2
+            if err2 is not None:
+                return self._fail(model, err2.kind, err2, usage, attempts)
+            assert resp2 is not None
+            data, problem2 = _extract_tool_input(resp2, req.schema_name, req.schema)
+            if problem2 is not None:
+                return LLMResult(ok=False, error=one_line(f"invalid structured answer after repair: {problem2}"),
+                                 error_kind="schema", usage=usage, provider=self.provider, model=model,
+                                 attempts=attempts)
+            resp = resp2
+        result = LLMResult(ok=True, data=data, text=_text_of(resp), usage=usage, provider=self.provider,
+                           model=resp.get("model") or model, attempts=attempts)
+        await self._cache_put(key, model, result)
+        return result
+
+    def _fail(self, model: str, kind: str, err: Exception, usage: Usage, attempts: int) -> LLMResult:
+        return LLMResult(ok=False, error=one_line(err), error_kind=kind, usage=usage, provider=self.provider,
+                         model=model, attempts=attempts)
+
+    async def _send_with_retries(
+        self, model: str, body: dict[str, Any], rng: random.Random
+    ) -> tuple[dict[str, Any] | None, TransportError | None, int, Usage]:
+        """The only retry loop. Returns (response, last error, attempts, usage)."""
+        cfg = self.config
+        price = cfg.price_for(model)
+        waited = 0.0
+        usage = Usage()
+        last: TransportError | None = None
+        attempt = 0
+        for attempt in range(1, max(1, cfg.max_attempts) + 1):
+            async with self.limiter.slot() as slot:
+                try:
+                    # Belt and braces over the SDK's own timeout: a server that
+                    # trickles bytes resets httpx's read timer forever.
+                    sent = await asyncio.wait_for(self._send(model, body), cfg.timeout_s * 2 + 5)
+                except TransportError as exc:
+                    last = exc
+                except asyncio.TimeoutError:
+                    last = TransportError("timeout", f"no answer within {cfg.timeout_s * 2 + 5:.0f}s", retryable=True)
+                else:
+                    slot.success()
+                    if sent.pause_s:
+                        self.limiter.pause_for(min(sent.pause_s, cfg.max_wait_s))
+                    usage = usage + Usage.from_api(sent.body.get("usage"), price)
+                    return sent.body, None, attempt, usage
+                if last.kind in ("rate_limited", "overloaded"):
+                    slot.throttled()  # AIMD: halve the concurrency limit
+                    usage = usage + Usage(throttled=1)
+            if not last.retryable or attempt >= cfg.max_attempts:
+                break
+            delay = self._delay(attempt, last, rng)
+            if waited + delay > cfg.max_wait_s:
+                log.warning("llm %s: giving up after %d attempts, next wait %.1fs exceeds max_wait_s",
+                            self.provider, attempt, delay)
+                break
+            waited += delay
+            if last.retry_after is not None:
+                # The limit is the account's, not this request's: hold everyone.
+                self.limiter.pause_for(delay)
+            await self._sleep(delay)
+        assert last is not None
+        return None, last, attempt, usage
+
+    def _delay(self, attempt: int, err: TransportError, rng: random.Random) -> float:
+        if err.retry_after is not None:
+            # Honour the server; a little jitter so a herd does not return at once.
+            return max(0.0, err.retry_after) * (1.0 + 0.1 * rng.random())
+        cap = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** (attempt - 1)))
+        return rng.uniform(cap / 2, cap)  # "equal jitter": never retry instantly
+
+    # -- cache / accounting (failures here are logged, never raised)
+
+    async def _cache_get(self, key: str) -> dict[str, Any] | None:
+        assert self.cache is not None
+        try:
+            return await self.cache.get(key)
+        except Exception:
+            log.exception("llm cache get failed")
+            return None
+
+    async def _cache_put(self, key: str, model: str, result: LLMResult) -> None:
+        if self.cache is None:
+            return
+        try:
+            await self.cache.put(key, self.provider, model,
+                                 {"data": result.data, "text": result.text, "model": result.model})
+        except Exception:
+            log.exception("llm cache put failed")
+
+    async def _account(self, req: LLMRequest, result: LLMResult) -> None:
+        if self.sink is None:
+            return
+        try:
+            await self.sink.record(req.job_id, req.stage or req.task, result.provider, result.model, result.usage)
+        except Exception:
+            # Losing a row of accounting beats failing a paid-for answer.
+            log.exception("llm usage accounting failed for job %s", req.job_id)
+
+
+def _text_of(resp: Mapping[str, Any]) -> str:
+    return "".join(b.get("text") or "" for b in resp.get("content") or () if b.get("type") == "text")
+
+
+def _extract_tool_input(resp: Mapping[str, Any], name: str, schema: Mapping[str, Any]
+                        ) -> tuple[dict[str, Any] | None, str | None]:
+    blocks = [b for b in resp.get("content") or () if b.get("type") == "tool_use"]
+    truncated = " (the answer was cut off at max_tokens)" if resp.get("stop_reason") == "max_tokens" else ""
+    if not blocks:
+        return None, f"expected a call to the tool '{name}' but got text only{truncated}"
+    block = next((b for b in blocks if b.get("name") == name), blocks[0])
+    if block.get("name") != name:
+        return None, f"called tool '{block.get('name')}' instead of '{name}'"
+    data = block.get("input")
+    if not isinstance(data, dict):
+        return None, f"tool input is not a JSON object{truncated}"
+    errors = validate_json(data, schema)
+    if errors:
+        return None, "; ".join(errors) + truncated
+    return data, None
+
+
+def _repair_turns(resp: Mapping[str, Any], name: str, problem: str) -> list[dict[str, Any]]:
+    """The bad answer as an assistant turn plus a user turn explaining the fix."""
+    content: list[dict[str, Any]] = []
+    for b in resp.get("content") or ():
+        if b.get("type") == "text" and b.get("text"):
+            content.append({"type": "text", "text": b["text"]})
+        elif b.get("type") == "tool_use":
+            content.append({"type": "tool_use", "id": b.get("id"), "name": b.get("name"), "input": b.get("input") or {}})
+    instruction = (f"That answer was invalid: {problem}. Call the tool '{name}' again with one complete input "
+                   f"that satisfies its input_schema (all required properties, correct types).")
+    turns: list[dict[str, Any]] = []
+    if content:
+        turns.append({"role": "assistant", "content": content})
+    # Every tool_use must be answered by a tool_result in the next user turn.
+    results = [{"type": "tool_result", "tool_use_id": b["id"], "is_error": True, "content": instruction}
+               for b in content if b["type"] == "tool_use"]
+    turns.append({"role": "user", "content": results or [{"type": "text", "text": instruction}]})
+    return turns
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,71 @@
+"""Shared fixtures: a real embedded Postgres and a real Tansu broker for the session.
+
+Set SOULPRINT_TEST_DATABASE_URL or SOULPRINT_TEST_KAFKA_BOOTSTRAP to run the
+same tests against other infrastructure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from soulprint.services.embedded import Stack
+from soulprint.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("soulprint-data")
+    base = dataclasses.replace(
+        load_settings(),
+        data_dir=data_dir,
+        database_url=os.environ.get("SOULPRINT_TEST_DATABASE_URL"),
+        kafka_bootstrap=os.environ.get("SOULPRINT_TEST_KAFKA_BOOTSTRAP"),
+        # Separate names per session: an external broker may hold older runs.
+        app_id=f"soulprint-test-{uuid.uuid4().hex[:8]}",
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}",
+        partitions=4,
+        batch_window_s=0.05,
+    )
+    stack = Stack(base)
+    resolved = stack.start()
+    yield resolved
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+async def db(stack_settings):
+    from soulprint.services.postgres import Postgres
+
+    database = await Postgres.connect(stack_settings.database_url)
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_pool(db):
+    return db.pool
+
+
+@pytest.fixture(scope="session")
+async def runtime(stack_settings, db):
+    """One in-process worker (faust app with every agent) for the session."""
+    from soulprint.runtime import build_runtime
+
+    rt = await build_runtime(stack_settings)
+    await rt.app.start()
+    yield rt
+    await rt.app.stop()
+    await rt.db.close()
+
+
+@pytest.fixture
+def user_id():
+    return f"user-{uuid.uuid4().hex[:10]}"

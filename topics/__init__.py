@@ -1,0 +1,84 @@
+"""Every topic, declared once: name, partitions, key and value, and why it is keyed so.
+
+The specs are plain data; ``Topics.declare`` turns them into faust topics on
+a given app, so the CLI, the worker and the tests share one declaration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from soulprint.models import events
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # suffix after the configured prefix
+    value_type: type
+    key: str  # what the key is, in words
+    why: str  # why that key: ordering and fan-out
+    partitions: int | None = None  # None: the configured default
+
+
+IMPORTS = TopicSpec(
+    "imports",
+    events.ImportRequested,
+    key="user_id",
+    why=(
+        "One person's imports stay in order on one partition, so a re-import can never "
+        "overtake the export before it; different people spread over partitions and workers."
+    ),
+)
+
+CONVERSATIONS = TopicSpec(
+    "conversations",
+    events.ConversationsEvent,
+    key="user_id:conversation_id (IngestCompleted: job_id)",
+    why=(
+        "Keyed per conversation so one large export fans out over every partition and every "
+        "worker's chunker; a redelivered conversation lands on the same partition as before. "
+        "No stage relies on order across conversations: completion is counted in Postgres."
+    ),
+)
+
+CHUNKS = TopicSpec(
+    "chunks",
+    events.ConversationChunked,
+    key="user_id:conversation_id",
+    why="Same key as conversations: fan-out per conversation, a conversation's chunks together.",
+)
+
+DEAD_LETTERS = TopicSpec(
+    "deadletter",
+    events.DeadLetter,
+    key="source topic",
+    why="Poison messages set aside for inspection and replay; never consumed automatically.",
+    partitions=1,
+)
+
+ALL = (IMPORTS, CONVERSATIONS, CHUNKS, DEAD_LETTERS)
+
+
+class Topics:
+    """The faust topic objects for one app."""
+
+    def __init__(self, app: faust.App, prefix: str, partitions: int) -> None:
+        def declare(spec: TopicSpec) -> faust.TopicT:
+            return app.topic(
+                f"{prefix}.{spec.name}",
+                key_type=str,
+                value_type=spec.value_type,
+                partitions=spec.partitions or partitions,
+                key_serializer="raw",
+            )
+
+        self.imports = declare(IMPORTS)
+        self.conversations = declare(CONVERSATIONS)
+        self.chunks = declare(CHUNKS)
+        self.dead_letters = declare(DEAD_LETTERS)
+
+
+def conversation_key(user_id: str, conversation_id: str) -> str:
+    return f"{user_id}:{conversation_id}"
