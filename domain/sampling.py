@@ -116,36 +116,59 @@ def _clip(text: str, max_chars: int) -> str:
     return text[:cut].rstrip() + "\u2026"
 
 
+# Below this, a clipped message says too little to be worth its label.
+_MIN_TEXT_CHARS = 40
+# Floor on a message's fair share: with hundreds of turns an exact fair share
+# would be a few words each; better fewer messages that say something.
+_MIN_SHARE_CHARS = 240
+
+
+def _fair_share(costs: list[int], budget: int) -> int:
+    """Largest per-message cap ``c`` with ``sum(min(cost, c)) <= budget``
+    (water-filling): short messages are kept whole and the long ones share
+    what is left equally, so one paste cannot crowd out the rest."""
+    remaining = budget
+    ordered = sorted(costs)
+    for i, cost in enumerate(ordered):
+        share = remaining // (len(ordered) - i)
+        if cost > share:
+            return share
+        remaining -= cost
+    return ordered[-1] if ordered else 0
+
+
 def build_excerpt(conv: Conversation, max_tokens: int) -> str:
     """The person's own messages first, then assistant context, within
-    ``max_tokens`` (estimated).
+    ``max_tokens`` (estimated), one line per message.
 
-    User messages go first because they say who the person is; the assistant
-    lines only add context for what remains of the budget. Each message is
-    clipped to a share of the budget so a single paste cannot fill the excerpt
-    and several messages get heard.
+    User messages go first and get the budget first because they say who the
+    person is; assistant lines only add context with what is left. Within a
+    role, long messages are clipped to a fair share so a single paste cannot
+    fill the excerpt and several messages get heard.
     """
     budget = max_tokens * CHARS_PER_TOKEN  # <= max_tokens estimated tokens
+    # Every line is charged its joining newline; the joined text has one
+    # newline fewer than lines, hence the +1.
+    available = budget + 1
     lines: list[str] = []
-    used = 0
-    # (role, longest line for one message): the person gets bigger shares.
-    for role, share in (("user", budget // 4), ("assistant", budget // 8)):
+    for role in ("user", "assistant"):
         label = role_label(role)
-        for m in conv.messages:
-            if m.role != role:
-                continue
-            # One line per message, whitespace collapsed; only the head can
-            # survive the clip, so a giant paste is not scanned in full.
-            text = " ".join(m.text[: 2 * share].split())
-            if not text:
-                continue
-            sep = 1 if lines else 0  # the newline joining this line
-            room = min(share, budget - used - sep) - len(label) - 2
-            if room < 40:  # not worth a fragment; the next role may still fit
-                break
+        overhead = len(label) + 3  # ": " and the newline
+        # Whitespace collapsed to keep the excerpt compact. Only the head of a
+        # message can survive the clip, so a giant paste is not scanned whole.
+        texts = [
+            text
+            for m in conv.messages
+            if m.role == role and (text := " ".join(m.text[: 2 * budget].split()))
+        ]
+        cap = max(_fair_share([len(t) + overhead for t in texts], available), _MIN_SHARE_CHARS)
+        for text in texts:
+            room = min(cap, available) - overhead
+            if len(text) > room and room < _MIN_TEXT_CHARS:
+                continue  # a fragment this short says nothing; a shorter message may still fit
             line = f"{label}: {_clip(text, room)}"
             lines.append(line)
-            used += sep + len(line)
+            available -= len(line) + 1
     return "\n".join(lines)
 
 

@@ -23,8 +23,9 @@ def conv(conv_id, user_words=50, *, days_ago=0.0, title=None, assistant_words=20
     per_turn = max(user_words // turns, 0)
     messages = []
     for i in range(turns):
-        messages.append(Message(f"{conv_id}-u{i}", "user", " ".join([f"me{i}"] * per_turn), t - (turns - i) * 60))
-        messages.append(Message(f"{conv_id}-a{i}", "assistant", " ".join(["reply"] * assistant_words), t - (turns - i) * 60 + 30))
+        turn_time = t - (turns - 1 - i) * 60  # the last reply is at t
+        messages.append(Message(f"{conv_id}-u{i}", "user", " ".join([f"me{i}"] * per_turn), turn_time - 30))
+        messages.append(Message(f"{conv_id}-a{i}", "assistant", " ".join(["reply"] * assistant_words), turn_time))
     return Conversation(conv_id, title if title is not None else f"Topic {conv_id}", t - 3600, t, "claude", messages)
 
 
@@ -144,10 +145,10 @@ def test_smaller_excerpts_fill_what_the_big_ones_leave():
 
 
 def test_memory_stays_bounded_on_a_huge_export():
-    sampler = ConversationSampler(SampleConfig(max_conversations=50))
+    sampler = ConversationSampler(SampleConfig(max_conversations=50, per_conversation_tokens=300))
     largest = 0
     for i in range(20_000):
-        sampler.add(conv(f"c{i}", user_words=1 + i % 997, days_ago=(i * 7) % 1500, title=f"t{i % 3000}"))
+        sampler.add(conv(f"c{i}", user_words=1 + i % 997, days_ago=(i * 7) % 1500))
         largest = max(largest, len(sampler))
     assert largest == sampler.capacity == 100
     assert len(sampler.result(NOW)) == 50

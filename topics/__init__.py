@@ -20,6 +20,9 @@ class TopicSpec:
     key: str  # what the key is, in words
     why: str  # why that key: ordering and fan-out
     partitions: int | None = None  # None: the configured default
+    # Several event classes share the topic: faust must rebuild each from the
+    # "__faust.ns" field it writes, which it only does with no fixed value type.
+    polymorphic: bool = False
 
 
 IMPORTS = TopicSpec(
@@ -36,6 +39,7 @@ CONVERSATIONS = TopicSpec(
     "conversations",
     events.ConversationsEvent,
     key="user_id:conversation_id (IngestCompleted: job_id)",
+    polymorphic=True,
     why=(
         "Keyed per conversation so one large export fans out over every partition and every "
         "worker's chunker; a redelivered conversation lands on the same partition as before. "
@@ -69,7 +73,8 @@ class Topics:
             return app.topic(
                 f"{prefix}.{spec.name}",
                 key_type=str,
-                value_type=spec.value_type,
+                value_type=None if spec.polymorphic else spec.value_type,
+                value_serializer="json",
                 partitions=spec.partitions or partitions,
                 key_serializer="raw",
             )

@@ -20,11 +20,10 @@ import abc
 import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Awaitable, Callable, Mapping, NamedTuple, Protocol, runtime_checkable
 
-import orjson
+from .ratelimit import AdaptiveLimiter, shared_limiter
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +118,6 @@ class LLMRequest:
     job_id: str | None = None
     stage: str = ""
     cache_system: bool = True
-
-
-_ZERO_COST_FIELDS = ("requests", "input_tokens", "output_tokens")
 
 
 @dataclass
@@ -365,8 +361,6 @@ class RemoteLLMClient(LLMClient):
 
     def __init__(self, config: LLMConfig, *, sink: UsageSink | None = None, cache: ResponseCache | None = None,
                  limiter: Any = None, sleep: Sleep | None = None) -> None:
-        from .ratelimit import AdaptiveLimiter, shared_limiter  # ratelimit imports base types
-
         self.config = config
         self.sink = sink
         self.cache = cache if config.cache_enabled else None
@@ -435,7 +429,7 @@ class RemoteLLMClient(LLMClient):
             hit = await self._cache_get(key)
             if hit is not None:
                 return LLMResult(ok=True, data=hit.get("data"), text=hit.get("text") or "", usage=Usage(cache_hits=1),
-                                 cached=True, provider=self.provider, model=hit.get("model") or model)
+                                 cached=True, provider=self.provider, model=model)
 
         body = self.build_body(req)
         # Jitter is seeded from the request so a replayed test sees the same delays.
@@ -452,8 +446,8 @@ class RemoteLLMClient(LLMClient):
 
         if req.schema is None:
             text = _text_of(resp)
-            result = LLMResult(ok=True, text=text, usage=usage, provider=self.provider,
-                               model=resp.get("model") or model, attempts=attempts)
+            result = LLMResult(ok=True, text=text, usage=usage, provider=self.provider, model=model,
+                               attempts=attempts)
             await self._cache_put(key, model, result)
             return result
 
@@ -477,8 +471,10 @@ class RemoteLLMClient(LLMClient):
                                  error_kind="schema", usage=usage, provider=self.provider, model=model,
                                  attempts=attempts)
             resp = resp2
+        # result.model is the id we asked for (the API may answer with a dated
+        # snapshot id): accounting rows and cache entries stay keyed alike.
         result = LLMResult(ok=True, data=data, text=_text_of(resp), usage=usage, provider=self.provider,
-                           model=resp.get("model") or model, attempts=attempts)
+                           model=model, attempts=attempts)
         await self._cache_put(key, model, result)
         return result
 
@@ -606,11 +602,3 @@ def _repair_turns(resp: Mapping[str, Any], name: str, problem: str) -> list[dict
                for b in content if b["type"] == "tool_use"]
     turns.append({"role": "user", "content": results or [{"type": "text", "text": instruction}]})
     return turns
-
-
-def dumps(obj: Any) -> str:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def monotonic() -> float:
-    return time.monotonic()

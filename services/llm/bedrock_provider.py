@@ -31,7 +31,10 @@ def make_boto_client(config: LLMConfig, **kwargs: Any) -> Any:
     from botocore.config import Config
 
     boto_config = Config(
-        retries={"max_attempts": 1, "mode": "standard"},  # ours is the retry loop
+        # Ours is the retry loop. botocore's "max_attempts" counts *retries*
+        # (max_attempts=1 still retries once); total_max_attempts counts the
+        # first try too, so 1 means exactly one HTTP request per attempt of ours.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         read_timeout=config.timeout_s,
         connect_timeout=min(10.0, config.timeout_s),
         # to_thread calls share this client: let each in-flight call have a connection.

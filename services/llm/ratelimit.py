@@ -153,6 +153,10 @@ class AdaptiveLimiter:
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    def pause_remaining(self) -> float:
+        """Seconds until new acquisitions may proceed (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
     def stats(self) -> dict[str, Any]:
         return {"limit": self.limit, "in_flight": self.in_flight, "waiting": len(self._waiters),
                 "decreases": self.decreases, "increases": self.increases, "lowest_limit": self.lowest_limit,
@@ -208,10 +212,17 @@ _LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
 def exhausted_pause(headers: Mapping[str, str] | None, now: datetime | None = None) -> float | None:
-    """If a rate-limit bucket reports ``remaining: 0``, seconds until its reset.
+    """If a rate-limit bucket reports ``remaining: 0``, how long to hold new requests.
 
-    Waiting for the reset *before* sending avoids a guaranteed 429. Returns the
-    longest wait among exhausted buckets, None when nothing is exhausted.
+    Sending into an empty bucket is a guaranteed 429, so the limiter pauses
+    first. The reset header is when the bucket is *fully* replenished, but
+    Anthropic's buckets refill continuously, so waiting for the full reset
+    (up to a minute) would idle a process that could send again much sooner.
+    We wait for roughly one request's worth of refill instead: 60/limit
+    seconds for the requests bucket, a tenth of the full refill for token
+    buckets (request sizes vary), never longer than the reset itself. If that
+    is too early the 429's retry-after, which the server computes exactly,
+    takes over. Returns the longest wait among exhausted buckets, else None.
     """
     if not headers:
         return None
@@ -227,9 +238,22 @@ def exhausted_pause(headers: Mapping[str, str] | None, now: datetime | None = No
         except ValueError:
             continue
         secs = reset_seconds(_get(headers, f"anthropic-ratelimit-{kind}-reset"), now)
-        if secs is not None:
-            wait = secs if wait is None else max(wait, secs)
+        if secs is None:
+            continue
+        limit = _number(_get(headers, f"anthropic-ratelimit-{kind}-limit"))
+        if kind == "requests" and limit:
+            secs = min(secs, 60.0 / limit)
+        elif kind != "requests":
+            secs = secs / 10.0
+        wait = secs if wait is None else max(wait, secs)
     return wait
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def reset_seconds(value: str | None, now: datetime | None = None) -> float | None:

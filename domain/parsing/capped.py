@@ -1,0 +1,156 @@
+"""A byte-counting file wrapper that enforces ParseLimits while ijson reads.
+
+ijson pulls 64 KiB at a time through ``read(n)``; every limit that depends on
+the bytes actually decompressed (declared zip sizes can lie) is enforced here,
+before the chunk reaches the parser:
+
+* total uncompressed bytes across the export (``max_uncompressed_bytes``);
+* bytes since the last emitted conversation (``max_conversation_bytes``);
+  the parser calls :meth:`CappedReader.mark` after each item;
+* the actual compression ratio of a zip member;
+* nesting depth. ijson's item builder is quadratic in nesting depth (every
+  container open builds a prefix string as long as the current path: depth
+  10,000 costs 0.17 s, 30,000 costs 2.8 s, 1,000,000 never finishes), so deep
+  input must be refused before yajl parses it.
+
+The depth guard runs at C speed: ``bytes.translate`` drops every byte but the
+brackets (mapped to ``(`` and ``)``), repeated ``replace(b"()", b"")`` strips
+matched pairs (one pass per nesting level inside the chunk) and what is left is
+``)))(((``: closes of containers opened earlier, then opens still pending. A
+running open count carries across chunks. Brackets inside JSON strings are
+counted too, since telling strings apart needs escape handling that costs ~5x
+more: an unbalanced ``[`` in a message only over-counts (safe), and the count
+restarts at every :meth:`mark` so such drift never accumulates past one
+conversation. Known limitation: ``]`` inside strings can cancel real opens, so
+a crafted file can hide real nesting from this guard; the cost stays bounded by
+``max_conversation_bytes`` per conversation but not at 1000 levels.
+"""
+
+from __future__ import annotations
+
+from .errors import ExportError, fmt_size
+from .limits import ParseLimits
+
+# Deletes every byte but the four brackets, then maps opens to "(" and closes to ")".
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_BOM = b"\xef\xbb\xbf"
+
+# Below this many bytes a zip member's actual ratio is not checked: a small
+# file of whitespace may compress 500:1 and is harmless.
+RATIO_MIN_BYTES = 1 << 20
+
+
+class Budget:
+    """Total uncompressed bytes read for one export, shared by its readers."""
+
+    __slots__ = ("used", "limit", "code", "what")
+
+    def __init__(self, limit: int, code: str, what: str) -> None:
+        self.used = 0
+        self.limit = limit
+        self.code = code  # "zip_bomb" for archives, "too_large" for files and folders
+        self.what = what  # the export's display name, for messages
+
+
+class CappedReader:
+    """``read(n)`` wrapper around one binary stream (a file or a zip member)."""
+
+    __slots__ = (
+        "_raw", "name", "_limits", "_budget", "bytes_read", "_since_mark",
+        "_depth", "_compressed", "_first",
+    )
+
+    def __init__(self, raw, name: str, limits: ParseLimits, budget: Budget,
+                 compressed_size: int | None = None) -> None:
+        self._raw = raw
+        self.name = name
+        self._limits = limits
+        self._budget = budget
+        self.bytes_read = 0  # bytes handed to the parser from this stream
+        self._since_mark = 0
+        self._depth = 0  # brackets still open since the last mark (upper-bound estimate)
+        self._compressed = compressed_size  # zip members only
+        self._first = True
+
+    def mark(self) -> None:
+        """An item was emitted: restart the per-conversation byte and depth counts.
+
+        ijson reads ahead at most one chunk, so up to 64 KiB of the next
+        conversation is forgiven; both caps are far above that.
+        """
+        self._since_mark = 0
+        self._depth = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""  # ijson probes read(0) to tell bytes from text
+        if n is None or n < 0:
+            n = 1 << 16  # never an unbounded read
+        data = self._raw.read(n)
+        if not data:
+            return data
+        if self._first:
+            self._first = False
+            if data.startswith(_BOM):  # yajl rejects a BOM; exports written on Windows have one
+                data = data[3:]
+        size = len(data)
+        self.bytes_read += size
+        budget = self._budget
+        budget.used += size
+        if budget.used > budget.limit:
+            raise ExportError(
+                budget.code,
+                f"{budget.what} expands past {fmt_size(budget.limit)} of JSON "
+                f"(limit max_uncompressed_bytes) while reading {self.name}",
+            )
+        limits = self._limits
+        self._since_mark += size
+        if self._since_mark > limits.max_conversation_bytes:
+            raise ExportError(
+                "too_large",
+                f"one conversation in {self.name} is larger than "
+                f"{fmt_size(limits.max_conversation_bytes)} (limit max_conversation_bytes)",
+            )
+        if (self._compressed is not None and self.bytes_read > RATIO_MIN_BYTES
+                and self.bytes_read > limits.max_compression_ratio * max(self._compressed, 1)):
+            raise ExportError(
+                "zip_bomb",
+                f"zip member {self.name} expands more than {limits.max_compression_ratio:g}:1 "
+                f"(limit max_compression_ratio)",
+            )
+        self._check_depth(data)
+        return data
+
+    def _check_depth(self, data: bytes) -> None:
+        limit = self._limits.max_nesting_depth
+        brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
+        if not brackets:
+            return
+        passes = 0  # nesting depth of the pairs matched inside this chunk
+        while b"()" in brackets:
+            brackets = brackets.replace(b"()", b"")
+            passes += 1
+            if passes > limit:
+                self._too_deep()
+        # Left: ")" * closes + "(" * opens, closes of earlier opens come first.
+        closes = brackets.find(b"(")
+        if closes < 0:
+            closes = len(brackets)
+        opens = len(brackets) - closes
+        depth = self._depth - closes
+        if depth < 0:  # count restarted at mark(): the rest of the previous item
+            depth = 0
+        # Deepest point in the chunk is at most: carried depth + pending opens + inner pairs.
+        if depth + opens + passes > limit:
+            self._too_deep()
+        self._depth = depth + opens
+
+    def _too_deep(self):
+        raise ExportError(
+            "too_deep",
+            f"JSON nesting deeper than {self._limits.max_nesting_depth} levels in {self.name}",
+        )
+
+    def close(self) -> None:
+        self._raw.close()

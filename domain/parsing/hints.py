@@ -1,0 +1,90 @@
+"""Collects ProfileHints across an export, keeping the newest value of each."""
+
+from __future__ import annotations
+
+import re
+
+from ...models.domain import ProfileHints
+
+MAX_MEMORY_ENTRIES = 2000  # saved memory is a short list; bound it all the same
+_NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+")
+
+
+class HintCollector:
+    """Custom instructions repeat in every conversation and change over time:
+    the value seen in the most recent conversation wins (file order breaks ties).
+    """
+
+    __slots__ = ("profile", "_when")
+
+    def __init__(self) -> None:
+        self.profile = ProfileHints()
+        self._when: dict[str, float] = {}
+
+    def _newer(self, field: str, when: float | None) -> bool:
+        t = when if when is not None else float("-inf")
+        if t >= self._when.get(field, float("-inf")) or field not in self._when:
+            self._when[field] = t
+            return True
+        return False
+
+    def offer(self, field: str, value, when: float | None) -> None:
+        """field: "user_profile" | "user_instructions"."""
+        if not isinstance(value, str):
+            return
+        value = unwrap_instructions(value)
+        if value and self._newer(field, when):
+            setattr(self.profile, field, value)
+
+    def offer_memory(self, entries: list[str], when: float | None) -> None:
+        """A saved-memory snapshot; the newest conversation's snapshot replaces older ones."""
+        if entries and self._newer("saved_memory", when):
+            self.profile.saved_memory = entries[:MAX_MEMORY_ENTRIES]
+
+
+def unwrap_instructions(text: str) -> str:
+    """Custom instructions as the person typed them.
+
+    ChatGPT's ``user_editable_context`` wraps them: "The user provided the
+    additional info about how they would like you to respond:\\n```...```".
+    """
+    text = text.strip()
+    if text.startswith("The user provided"):
+        start, end = text.find("```"), text.rfind("```")
+        if 0 <= start < end:
+            inner = text[start + 3:end].strip()
+            if inner:
+                return inner
+    return text
+
+
+def memory_entries(content: dict) -> list[str]:
+    """Saved-memory entries of a ``model_editable_context`` message.
+
+    ``model_set_context`` is one text with an entry per line ("1. [2024-05-01].
+    Likes hiking."); newer exports may also carry a list of entries, as strings
+    or objects with a text field.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(value) -> None:
+        if isinstance(value, dict):
+            value = next((value[k] for k in ("content", "text", "value", "memory") if isinstance(value.get(k), str)), None)
+        if not isinstance(value, str):
+            return
+        for line in value.splitlines():
+            line = _NUMBERING.sub("", line).strip()
+            if line and line not in seen:
+                seen.add(line)
+                out.append(line)
+
+    for key, value in content.items():
+        if key == "content_type":
+            continue
+        if isinstance(value, str) and key == "model_set_context":
+            add(value)
+        elif isinstance(value, list) and key in ("model_set_context", "memories", "memory", "entries", "memory_entries"):
+            for entry in value:
+                add(entry)
+    return out

@@ -1,0 +1,58 @@
+"""Pytest fixtures and helpers for the LLM layer's tests.
+
+Import the fixtures into a test module (``from soulprint.testing.fixtures_llm
+import fake_server``) so pytest registers them there; tests/conftest.py
+belongs to the lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, AsyncIterator
+
+import pytest
+
+from soulprint.services.llm.base import LLMConfig, LLMRequest
+from soulprint.services.llm.ratelimit import AdaptiveLimiter
+from soulprint.testing.fake_anthropic import FakeAnthropicServer
+
+SMALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "score": {"type": "integer", "minimum": 0, "maximum": 10},
+        "kind": {"type": "string", "enum": ["person", "place"]},
+        "meta": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
+    },
+    "required": ["title", "tags", "score", "kind", "meta"],
+}
+
+
+def fast_config(url: str | None = None, **overrides: Any) -> LLMConfig:
+    """Fast settings: tiny backoffs so no test sleeps more than a few hundredths of a second."""
+    base = LLMConfig(
+        provider="anthropic", api_key="test-key", base_url=url, timeout_s=5.0, max_attempts=4,
+        backoff_base_s=0.005, backoff_max_s=0.02, max_wait_s=5.0, prompt_cache_min_chars=0,
+        bedrock_region="us-east-1", bedrock_endpoint_url=url,
+    )
+    return replace(base, **overrides)
+
+
+def fresh_limiter(initial: int = 8, max_limit: int = 64) -> AdaptiveLimiter:
+    """A limiter of the test's own, so one test's 429s do not shrink the next test's limit."""
+    return AdaptiveLimiter(initial, max_limit, name="test")
+
+
+def small_request(text: str = "Tell me about Lisbon, Python and the sea", **kw: Any) -> LLMRequest:
+    args: dict[str, Any] = dict(task="probe", system="You answer with the tool.",
+                                messages=[{"role": "user", "content": text}], schema=SMALL_SCHEMA,
+                                schema_name="record_probe", max_tokens=1024, job_id="job-1", stage="probe")
+    args.update(kw)
+    return LLMRequest(**args)
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[FakeAnthropicServer]:
+    async with FakeAnthropicServer(seed=1) as srv:
+        yield srv
