@@ -38,7 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true",
                    help="publish the import and exit (external Kafka and Postgres only)")
     p.add_argument("--job-id", help="use this job id instead of a new one (a retry of the same import)")
+    p.add_argument("--out", type=Path, help="when the job ends, write the soulprint workspace here")
+    p.add_argument("--format", choices=("openclaw", "json"), default="openclaw", help="format for --out")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="write a person's soulprint (OpenClaw workspace or JSON)")
+    p.add_argument("user")
+    p.add_argument("--format", choices=("openclaw", "json"), default="openclaw")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("status", help="show an import job")
     p.add_argument("job_id")
@@ -127,17 +135,18 @@ def cmd_import(args) -> int:
         )
     with Stack(settings) as stack:
         resolved = stack.start()
-        job = _run(_import(resolved, uri, args))
+        # The embedded broker has no other consumers: this process is the worker.
+        job, extra = _run(_import(resolved, uri, args, in_process_worker=stack.kafka is not None))
     if args.json:
         from soulprint.reporting import job_json
 
-        print(json.dumps(job_json(job) if job.get("job_id") else job))
+        print(json.dumps(job_json(job, extra)))
     elif job.get("status") in ("queued",):
         print(f"queued import {job['job_id']} for {job['user_id']}")
     else:
         from soulprint.reporting import summary_text
 
-        print(summary_text(job))
+        print(summary_text(job, extra))
     if job.get("status") == "failed":
         if not args.json:
             print(f"soulprint: error: {job['error']}", file=sys.stderr)
@@ -147,7 +156,7 @@ def cmd_import(args) -> int:
     return 0
 
 
-async def _import(settings, uri: str, args) -> dict:
+async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
     from soulprint.models.events import ImportRequested
     from soulprint.reporting import ProgressView
     from soulprint.services.kafka import ImportPublisher
@@ -155,7 +164,6 @@ async def _import(settings, uri: str, args) -> dict:
 
     job_id = args.job_id or str(uuid.uuid4())
     event = ImportRequested(job_id=job_id, user_id=args.user, source_uri=uri, requested_at=time.time())
-    in_process_worker = settings.embedded_kafka
     runtime = None
     db = None
     try:
@@ -170,11 +178,15 @@ async def _import(settings, uri: str, args) -> dict:
         async with ImportPublisher(settings) as publisher:
             await publisher.publish(event)
         if args.no_wait:
-            return await db.get_job(job_id)
+            return await db.get_job(job_id), {}
         if runtime is not None:
             await runtime.app.start()
         view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
-        return await wait_for_job(db, job_id, view, settings)
+        job = await wait_for_job(db, job_id, view, settings)
+        extra = await job_extras(db, job)
+        if args.out is not None:
+            extra["exported"] = await _export(db, args.user, args.out, args.format)
+        return job, extra
     finally:
         if runtime is not None:
             await _stop_app(runtime.app)
@@ -189,6 +201,18 @@ async def _stop_app(app) -> None:
         logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
 
 
+def job_finished(job: dict) -> bool:
+    if job["status"] == "failed":
+        return True
+    return job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
+
+
+async def job_extras(db, job: dict) -> dict:
+    from soulprint.services.llm import usage_for_job
+
+    return {"llm_usage": await usage_for_job(db.pool, job["job_id"])}
+
+
 async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> dict:
     """Follow the status table until the job ends; give up if it stops moving."""
     last_change = time.monotonic()
@@ -196,9 +220,9 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
     while True:
         job = await db.get_job(job_id)
         view.update(job)
-        if job["status"] in ("complete", "failed"):
+        if job_finished(job):
             return job
-        marker = (job["status"], job["updated_at"])
+        marker = (job["status"], job["quick_status"], job["updated_at"])
         if marker != last_seen:
             last_seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > settings.stall_timeout_s:
@@ -220,17 +244,49 @@ def cmd_status(args) -> int:
     async def fetch(settings):
         db = await Postgres.connect(settings.database_url)
         try:
-            return await db.get_job(args.job_id)
+            job = await db.get_job(args.job_id)
+            return job, (await job_extras(db, job) if job else {})
         finally:
             await db.close()
 
     settings = _settings()
     with Stack(settings) as stack:
-        job = _run(fetch(stack.start(need_kafka=False)))
+        job, extra = _run(fetch(stack.start(need_kafka=False)))
     if job is None:
         raise CliError(f"no such job: {args.job_id}")
-    print(json.dumps(job_json(job)) if args.json else summary_text(job))
+    print(json.dumps(job_json(job, extra)) if args.json else summary_text(job, extra))
     return EXIT_FAILED_JOB if job["status"] == "failed" else 0
+
+
+# -- export -----------------------------------------------------------------------
+
+
+async def _export(db, user: str, out: Path, fmt: str) -> list[str]:
+    from soulprint.exporting import export_soulprint
+
+    row = await db.get_soulprint(user)
+    if row is None:
+        raise CliError(f"no soulprint for user {user!r} yet")
+    return [str(p) for p in export_soulprint(row, out, fmt)]
+
+
+def cmd_export(args) -> int:
+    from soulprint.services.embedded import Stack
+    from soulprint.services.postgres import Postgres
+
+    async def export(settings):
+        db = await Postgres.connect(settings.database_url)
+        try:
+            return await _export(db, args.user, args.out, args.format)
+        finally:
+            await db.close()
+
+    settings = _settings()
+    with Stack(settings) as stack:
+        written = _run(export(stack.start(need_kafka=False)))
+    for path in written:
+        print(path)
+    return 0
 
 
 # -- worker -----------------------------------------------------------------------

@@ -18,6 +18,8 @@ def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[s
         "job_id": job["job_id"],
         "user_id": job["user_id"],
         "status": job["status"],
+        "quick_status": job["quick_status"],
+        "quick_error": job["quick_error"],
         "stage": job["stage"],
         "progress": round(float(job["progress"]), 1),
         "error": job["error"],
@@ -77,13 +79,21 @@ class ProgressView:
     def update(self, job: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        lines = [self._line(stage, job) for stage in STAGES]
+        lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job)]
         if self.lines_drawn:
             self.stream.write(f"\x1b[{self.lines_drawn}F")
         for line in lines:
             self.stream.write("\x1b[2K" + line + "\n")
         self.lines_drawn = len(lines)
         self.stream.flush()
+
+    def _quick_line(self, job: dict[str, Any]) -> str:
+        state = job["quick_status"]
+        if state == "ready":
+            return f"{'quick':<9} {_bar(1.0)} quick_ready: chat can start"
+        if state == "failed":
+            return f"{'quick':<9} failed: {job['quick_error']}"
+        return f"{'quick':<9} {_bar(0.0)} {'writing the soulprint' if state == 'running' else 'waiting for the sample'}"
 
     def _line(self, stage: str, job: dict[str, Any]) -> str:
         status = job["status"]
@@ -105,8 +115,9 @@ class ProgressView:
         return f"{stage:<9} {_bar(fraction)} {fraction * 100:5.1f}%  {note}"
 
 
-def summary_text(job: dict[str, Any]) -> str:
+def summary_text(job: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
     d = stage_durations(job)
+    extra = extra or {}
     lines = [
         f"Import {job['job_id']} for {job['user_id']}: {job['status']}",
     ]
@@ -120,5 +131,24 @@ def summary_text(job: dict[str, Any]) -> str:
         f"  chunks         {job['chunks_micro']:,} micro, {job['chunks_medium']:,} medium,"
         f" {job['chunks_macro']:,} macro",
         "  durations      " + ", ".join(f"{k} {v:.2f}s" for k, v in d.items()),
+        "  quick pass     " + (
+            "quick_ready" if job["quick_status"] == "ready"
+            else f"{job['quick_status']}" + (f": {job['quick_error']}" if job["quick_error"] else "")
+        ),
     ]
+    usage = (extra.get("llm_usage") or {}).get("total")
+    if usage:
+        lines.append(
+            f"  LLM usage      {usage.get('requests', 0):,} requests, {usage.get('input_tokens', 0):,} in /"
+            f" {usage.get('output_tokens', 0):,} out tokens, ${float(usage.get('cost_usd', 0)):.4f}"
+            + (" (offline provider: no LLM was called)" if _offline_only(extra) else "")
+        )
+    for path in extra.get("exported") or []:
+        lines.append(f"  wrote          {path}")
     return "\n".join(lines)
+
+
+def _offline_only(extra: dict[str, Any]) -> bool:
+    stages = (extra.get("llm_usage") or {}).get("stages") or {}
+    keys = [k for stage in stages.values() for k in stage.get("by_model", {})]
+    return bool(keys) and all(k.startswith("offline/") for k in keys)

@@ -17,6 +17,7 @@ from pathlib import Path
 import faust
 
 from soulprint.settings import Settings
+from soulprint.services.llm import LLMClient
 from soulprint.services.postgres import Postgres
 from soulprint.topics import Topics
 
@@ -30,6 +31,7 @@ class Runtime:
     db: Postgres
     app: faust.App
     topics: Topics
+    llm: LLMClient
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
     @property
@@ -63,12 +65,15 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    from soulprint.agents import chunker, ingest
+    from soulprint.agents import chunker, ingest, quick
+    from soulprint.services.llm import PostgresCache, PostgresUsageSink, build_llm_client, config_from_env
 
     db = await Postgres.connect(settings.database_url)
     app = make_faust_app(settings)
     topics = Topics(app, settings.topic_prefix, settings.partitions)
-    rt = Runtime(settings=settings, db=db, app=app, topics=topics)
+    llm = build_llm_client(config_from_env(), sink=PostgresUsageSink(db.pool), cache=PostgresCache(db.pool))
+    rt = Runtime(settings=settings, db=db, app=app, topics=topics, llm=llm)
     ingest.register(rt)
     chunker.register(rt)
+    quick.register(rt)
     return rt

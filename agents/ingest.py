@@ -2,7 +2,8 @@
 
 Receive an ImportRequested, claim the job, stream the export through the
 parser (in a thread, constant memory), emit one ConversationImported per
-conversation, record the totals, then emit IngestCompleted.
+conversation while keeping a bounded sample of the richest ones, record the
+totals, hand the sample to the quick pass, then emit IngestCompleted.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import time
 
 from soulprint.agents.containment import contained
 from soulprint.agents.offload import iterate_in_thread
+from dataclasses import asdict
+
 from soulprint.domain.parsing import ExportReader
-from soulprint.models.events import ConversationImported, ImportRequested, IngestCompleted
+from soulprint.domain.sampling import ConversationSampler
+from soulprint.models.events import ConversationImported, ImportRequested, IngestCompleted, QuickPassRequested
 from soulprint.topics import conversation_key
 
 PROGRESS_EVERY_S = 0.5  # status-table writes are batched by time, not per conversation
@@ -32,9 +36,16 @@ async def ingest_export(rt, event: ImportRequested) -> None:
         return  # a redelivery, or another worker has it
 
     reader = ExportReader(event.source_uri, limits=rt.settings.parse_limits)
+    sampler = ConversationSampler()
+
+    def parse_and_sample():  # runs in the parser's thread: the sampler is its alone
+        for conv in reader:
+            sampler.add(conv)
+            yield conv
+
     seq = 0
     last_report = time.monotonic()
-    async for batch in iterate_in_thread(reader):
+    async for batch in iterate_in_thread(parse_and_sample()):
         for conv in batch:
             await topics.conversations.send(
                 key=conversation_key(event.user_id, conv.id),
@@ -45,13 +56,23 @@ async def ingest_export(rt, event: ImportRequested) -> None:
             last_report = time.monotonic()
             s = reader.summary
             await db.report_parsing(
-                event.job_id, bytes_read=s.bytes_read, bytes_total=reader.bytes_total,
+                event.job_id, bytes_read=s.bytes_read, bytes_total=getattr(reader, "bytes_total", None),
                 conversations=s.conversations, messages=s.messages, excluded=s.excluded,
             )
 
     summary = reader.summary
     if not await db.finish_ingest(event.job_id, summary, reader.profile):
         return  # failed or taken over meanwhile: the newer owner reports
+    profile = reader.profile
+    await topics.quick.send(
+        key=event.user_id,
+        value=QuickPassRequested(
+            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations,
+            samples=[asdict(s) for s in sampler.result(summary.newest_message_time)],
+            profile={"user_profile": profile.user_profile, "user_instructions": profile.user_instructions,
+                     "saved_memory": list(profile.saved_memory)},
+        ),
+    )
     await topics.conversations.send(
         key=event.job_id,
         value=IngestCompleted(

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import functools
+import gc
 import itertools
 import random
 import re
@@ -107,9 +108,9 @@ MAYA = {
           "Leads Harbor, the migration of Tidewater's shipment-tracking pipeline."),
         F("project", "Harbor ingests about two million tracking events a day from carrier APIs."),
         F("project code", "I sketch all my pipeline diagrams in Figma because Jonas got me hooked on it."),
-        F("general code writing", "I prefer concise answers with code first.", "Prefers concise answers with code first."),
+        F("code project", "I prefer concise answers with code first.", "Prefers concise answers with code first."),
         F("general writing", "I hate long preambles, please just get to the point.", "Dislikes long preambles."),
-        F("general cooking travel sport", "Metric units please."),
+        F("cooking travel sport", "Metric units please."),
         F("cooking hobby", "I'm vegetarian.", "Is vegetarian."),
         F("cooking", "I'm lactose intolerant, so go easy on the dairy.", "Is lactose intolerant."),
         F("hobby cooking writing", "I run a little sourdough blog called Crumb & Coast and post every other Sunday.",
@@ -630,14 +631,14 @@ POOLS = {
     "audience": ["my manager", "a non-technical audience", "new joiners", "a ten-year-old"],
     "news_topic": ["the EU AI Act timeline", "PostgreSQL 18 features", "train strikes in Portugal",
                    "the new Python release", "heat pump subsidies", "the Lisbon housing market"],
-    "product": ["noise-cancelling headphones", "a standing desk", "a running watch", "an e-reader",
-                "a robot vacuum", "a mechanical keyboard"],
+    "product": ["noise-cancelling headphones", "standing desks", "running watches", "e-readers",
+                "robot vacuums", "mechanical keyboards"],
     "price": ["150", "200", "300", "400"],
     "image_subject": ["a loaf of sourdough on a windowsill at dawn", "a cat asleep on a laptop",
                       "a tram climbing a steep street", "a lighthouse in a storm", "a bicycle made of bread"],
     "style": ["watercolour", "flat vector", "linocut", "isometric", "1970s travel poster"],
     "purpose": ["a blog header", "a birthday card", "a slide title page", "my desktop wallpaper"],
-    "csv": ["shipments_q3.csv", "deliveries_2024.csv", "runs_strava_export.csv", "budget.csv", "survey_sites.csv"],
+    "csv": ["shipments_q3.csv", "deliveries_2024.csv", "carrier_sla_report.csv", "late_deliveries_march.csv"],
     "analysis": ["find which carrier is late most often", "plot the monthly trend", "spot outliers",
                  "summarise the main patterns", "check for missing values and duplicates"],
     "constraint": ["we only have a week", "the budget is half that", "I can't use pandas", "it has to run on a laptop",
@@ -701,7 +702,7 @@ GENERIC_TOPICS = {
             "A spoon of miso or a splash of soy sauce adds depth without meat.",
             "For a dinner party, pick one dish that needs last-minute attention and make everything else ahead.",
             "Serve it with something crunchy and something fresh: toasted seeds and a sharp salad.",
-            "Cooked «ingredient» keeps three to four days in a closed container in the fridge.",
+            "Leftovers keep three to four days in a closed container in the fridge.",
             "Smoked paprika gives a similar depth if you're missing «ingredient».",
             "Use a wide pan so the vegetables brown instead of steaming.",
             "Keep a jar of quick-pickled red onions in the fridge; they rescue almost any plate.",
@@ -841,7 +842,7 @@ GENERIC_TOPICS = {
     },
     "news": {
         "requests": ["«news_topic» :: What's the latest on «news_topic»?",
-                     "Best «product» under «price» euros :: Compare a few «product» options under «price» euros.",
+                     "Best «product» under «price» euros :: Compare a few «product» under «price» euros.",
                      "«product» reviews :: Search for recent reviews of «product» and summarise them."],
         "followups": ["Which one would you pick?", "Any newer sources?"],
         "subjects": ["«news_topic»", "«product»"],
@@ -989,7 +990,7 @@ ELABORATIONS = [
 INTRO_LINES = [
     "Here's how I'd think about «subject».", "Short version first, then the details on «subject».",
     "A few things matter most for «subject», roughly in this order.", "Happy to help with «subject». Here's a plan.",
-    "Good question; «subject» trips a lot of people up.", "Let's break «subject» down.",
+    "Good question about «subject».", "Let's break «subject» down.",
     "There are a couple of ways to approach «subject». Here's the one I'd pick.",
     "Here's a practical take on «subject», assuming you want something you can act on today.",
 ]
@@ -1295,6 +1296,12 @@ def file_id(rng: random.Random, t: float) -> tuple[str, str]:
     return "sediment://" + fid, fid
 
 
+def _overlaps(a: str, b: str) -> bool:
+    """True if a and b share three consecutive words."""
+    words = a.split()
+    return any(" ".join(words[i:i + 3]) in b for i in range(len(words) - 2))
+
+
 def _also(rng: random.Random, text: str) -> str:
     prefix = rng.choice(ALSO)
     if prefix.endswith((", ", "and ")) and not text.startswith("I "):
@@ -1362,13 +1369,6 @@ def _code_blocks(rng: random.Random, n: int) -> list[str]:
     return blocks
 
 
-def _prose_paragraphs(rng: random.Random, n: int) -> list[str]:
-    sentences = [x for x in (GENERIC_TOPICS["cooking"]["points"] + GENERIC_TOPICS["travel"]["points"]
-                             + GENERIC_TOPICS["writing"]["points"] + GENERIC_TOPICS["general"]["points"]
-                             + POOLS["paragraph"]) if "«" not in x]
-    return [" ".join(rng.choice(sentences) for _ in range(rng.randint(3, 7))) for _ in range(n)]
-
-
 class PastePool:
     def __init__(self, rng: random.Random):
         self.rng = rng
@@ -1378,7 +1378,6 @@ class PastePool:
                     _csv_lines(rng, 1500)),
             "code": ('"""Harbor loader (pasted for review)."""\n\nimport logging\n\nlog = logging.getLogger(__name__)\n\n\n',
                      "\n\n", _code_blocks(rng, 150)),
-            "prose": ("", "\n\n", _prose_paragraphs(rng, 300)),
         }
 
     def cut(self, kind: str, target: int) -> str:
@@ -1401,11 +1400,30 @@ PASTE_LEADS = {"log": ("Here's the log:", "Logs:", "This is what I see:", ""),
                "prose": ("Here's my draft:", "Draft below.", "")}
 
 
-def make_paste(rng: random.Random, pool: PastePool, topic: str, big: bool) -> str:
-    """A pasted log, CSV, code file or draft: 1-5 KB usually, 20-50 KB when big."""
+TECH_TOPICS = ("code", "project", "data_analysis")
+DRAFT_TOPICS = ("writing", "hobby", "career", "milestone")
+
+
+def make_paste(rng: random.Random, pool: PastePool, topic: str, spec: dict, slots: Slots, big: bool) -> str:
+    """A pasted log, CSV, code file or draft: 1-5 KB usually, 20-50 KB when big.
+
+    Drafts are made of the topic's own sentences, so a pasted blog post is
+    about bread and a pasted speech about the wedding."""
     target = rng.randint(20_000, 50_000) if big else rng.randint(800, 5_000)
-    kind = rng.choice(("log", "csv", "code")) if topic in ("code", "project", "data_analysis") else "prose"
-    body = pool.cut(kind, target)
+    if topic in TECH_TOPICS:
+        kind = rng.choice(("log", "csv", "code"))
+        body = pool.cut(kind, target)
+    else:
+        kind = "prose"
+        sentences = [fill(p, slots) for p in (spec.get("points") or [])] + POOLS["paragraph"]
+        paras = []
+        size = 0
+        while size < target:
+            rng.shuffle(sentences)  # a fresh list: shuffled()'s cache is for the static pools
+            para = " ".join(sentences[:rng.randint(3, 6)])
+            paras.append(para)
+            size += len(para) + 2
+        body = "\n\n".join(paras)
     lead = rng.choice(PASTE_LEADS[kind])
     return f"{lead}\n\n{body}" if lead else body
 
@@ -1472,13 +1490,20 @@ class Planner:
         self.cum_weights = list(itertools.accumulate(TOPIC_WEIGHTS.values()))
         self.facts = persona["facts"]
         self.pastes = PastePool(rng)
+        # Story beats: the persona's time-windowed requests (the engagement,
+        # the marathon plan, the Dagster decision...). Each is told once, in
+        # its window, before falling back to chance, so even a small export
+        # carries the person's storyline.
+        self.story = [(topic, item) for topic, spec in persona["topics"].items()
+                      for item in spec["requests"] if not isinstance(item, str)]
+        self.told: set[int] = set()
 
     # ---- text pieces
     def fact(self, tag: str, t: float) -> tuple[str, str | None] | None:
         rng = self.rng
         for _ in range(8):
             tags, text, mem, start, end = rng.choice(self.facts)
-            if (tag in tags or rng.random() < 0.03) and start <= t < end:
+            if (tag in tags or rng.random() < 0.01) and start <= t < end:
                 return text, mem
         return None
 
@@ -1557,6 +1582,13 @@ class Planner:
     def plan(self, created: float) -> Plan:
         rng = self.rng
         topic = rng.choices(self.topics, cum_weights=self.cum_weights)[0]
+        beat = None
+        if rng.random() < 0.5 and len(self.told) < len(self.story):
+            due = [k for k, (_, item) in enumerate(self.story) if k not in self.told and item[1] <= created < item[2]]
+            if due:
+                k = rng.choice(due)
+                self.told.add(k)
+                topic, beat = self.story[k][0], self.story[k][1][0]
         model = model_for(rng, created, topic)
         reasoning = model in REASONING_MODELS
         slots = self.slots()
@@ -1572,13 +1604,14 @@ class Planner:
         elif topic == "data_analysis":
             title, first = "Analyse «csv»", "I've uploaded «csv». Can you «analysis»?"
         else:
-            picked = pick_valid(rng, spec["requests"], created)
+            picked = beat or pick_valid(rng, spec["requests"], created)
             if picked is None:  # nothing fits this persona at this date: a general question instead
                 topic, spec = "general", GENERIC_TOPICS["general"]
                 title, first = qa[0], qa[1]
             else:
                 title, first = picked.split(" :: ", 1)
         title, first = fill(title, slots), fill(first, slots)
+        title = title[0].upper() + title[1:]
         slots["subject"] = fill(rng.choice(spec.get("subjects") or ["that"]), slots)
         tag = TOPIC_TAGS[topic]
         voice = topic in ("general", "cooking", "travel", "language") and created > _ts("2024-06-01") and rng.random() < 0.08
@@ -1597,17 +1630,21 @@ class Planner:
             mem = None
             if rng.random() < (0.4 if i == 0 else 0.07):
                 got = self.fact(tag, t)
-                if got:
+                if got and not _overlaps(got[0], text):  # the request may say it already
                     fact_text, mem = got
                     text = f"{fact_text} {text}" if rng.random() < 0.6 else f"{text} {fact_text}"
             if i == 0 and rng.random() < 0.25:
-                text = rng.choice(("Hi! ", "Hey, ", "Quick question: ", "Hello. ", "")) + text
+                greeting = rng.choice(("Hi! ", "Hey, ", "Quick question: ", "Hello. ", "Hey, so "))
+                if greeting.endswith(", ") or greeting.endswith("so "):
+                    text = text[0].lower() + text[1:] if not text.startswith("I ") else text
+                text = greeting + text
             if i == 0 and rng.random() < 0.05:
                 text = text[0].lower() + text[1:]  # people type sloppily too
             turn = Turn(user=text, t=t, answer="")
-            big_paste = rng.random() < 0.012
-            if big_paste or rng.random() < 0.06:
-                turn.paste = make_paste(rng, self.pastes, topic, big_paste)
+            if topic in TECH_TOPICS or topic in DRAFT_TOPICS:
+                big_paste = rng.random() < 0.03
+                if big_paste or rng.random() < 0.12:
+                    turn.paste = make_paste(rng, self.pastes, topic, spec, slots, big_paste)
             if voice:
                 turn.voice = True
                 turn.paste = None
@@ -1628,6 +1665,11 @@ class Planner:
             if topic == "data_analysis" and i < 3:
                 turn.kind = "python"
                 turn.code, turn.output = self.analysis_code(slots, i)
+            elif topic == "code" and lang == "python" and rng.random() < 0.2:
+                # The assistant tries its snippet in the sandbox before answering.
+                turn.kind = "python"
+                turn.code = fill(task[1], slots) + "\n\n# quick check\nprint('ok')"
+                turn.output = rng.choice(("ok", "ok\n", "[]\nok", "3\nok", "CPU times: user 12 ms, sys: 0 ns\nok"))
             elif topic == "news" and i == 0:
                 turn.kind = "browse"
                 turn.query = fill(rng.choice(("«news_topic» latest", "best «product» 2025 review", "«news_topic»")), slots)
@@ -1727,7 +1769,7 @@ class ChatGPTRenderer:
         self.split = split
         self.media = media
         self.ci = [(_ts(a), _ts(b) if b else NEVER, u, m) for a, b, u, m in persona["custom_instructions"]]
-        self.memories = [(f[3], f[2]) for f in persona["facts"] if f[2]]
+        self.memories = [(f[3], f[4], f[2]) for f in persona["facts"] if f[2]]
 
     def render(self, plan: Plan) -> dict:
         rng = self.rng
@@ -1843,7 +1885,8 @@ class ChatGPTRenderer:
 
     def _memory(self, t):
         rng = self.rng
-        known = [(start, mem) for start, mem in self.memories if start <= t]
+        # What ChatGPT would remember at t: facts learnt by then and still true.
+        known = [(start, mem) for start, end, mem in self.memories if start <= t < end]
         if not known:
             return None
         lines = []
@@ -2093,8 +2136,9 @@ MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00
 class Sink:
     """Where bytes go: files in a directory or entries of a zip, written one at a time."""
 
-    def __init__(self, out: Path, as_zip: bool, single_file: bool):
+    def __init__(self, out: Path, as_zip: bool, single_file: bool, zip_level: int = 1):
         self.out = out
+        self.zip_level = zip_level
         self.as_zip = as_zip
         self.single_file = single_file
         self.zip = None
@@ -2110,10 +2154,11 @@ class Sink:
         if self.zip is not None:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-            # Level 1: real exports are deflated, and level 6 would make zlib the bottleneck.
+            # Level 1 by default: real exports are deflated, and level 6 would
+            # make zlib the bottleneck of a 300 MB run.
             for attr in ("compress_level", "_compresslevel"):  # 3.13+ name, then 3.11/3.12 name
                 if hasattr(type(info), attr):
-                    setattr(info, attr, 1)
+                    setattr(info, attr, self.zip_level)
                     break
             info.external_attr = 0o644 << 16
             return self.zip.open(info, "w", force_zip64=large)
@@ -2138,6 +2183,17 @@ def _plan_times(rng: random.Random, count: int):
 
 
 def generate(args) -> dict:
+    # The conversation dicts hold no reference cycles, so refcounting frees
+    # them; the cyclic collector would only rescan millions of fresh objects
+    # (about 15% of the run time).
+    gc.disable()
+    try:
+        return _generate(args)
+    finally:
+        gc.enable()
+
+
+def _generate(args) -> dict:
     started = time.perf_counter()
     rng = FastRandom(args.seed)
     persona = PERSONAS[(args.seed - 1) % len(PERSONAS)]
@@ -2151,7 +2207,7 @@ def generate(args) -> dict:
     expected = limit or max(1, target // AVG_CONVERSATION_BYTES)
     out = Path(args.out)
     single_file = not args.zip and out.suffix == ".json" and not split
-    sink = Sink(out, args.zip, single_file)
+    sink = Sink(out, args.zip, single_file, args.zip_level)
     large = target > 1_500_000_000
 
     json_bytes = 0
@@ -2277,6 +2333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("chatgpt", "claude"), default="chatgpt")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--zip", action="store_true", help="write a zip like the one the export email links to")
+    parser.add_argument("--zip-level", type=int, default=1, choices=range(0, 10), metavar="0-9",
+                        help="deflate level for the JSON in a zip (default 1, fast)")
     parser.add_argument("--media-mb", type=float, default=20.0, help="media bytes in a zip or directory output")
     parser.add_argument("--split-mb", type=float, default=100.0, help="split layout: max size of one file")
     parser.add_argument("--split-conversations", type=int, default=None, help="split layout: max conversations per file")

@@ -139,3 +139,29 @@ class DeadLetter(Event, namespace="soulprint.DeadLetter"):
 
 def now() -> float:
     return time.time()
+
+
+# -- quick topic -----------------------------------------------------------
+
+
+class QuickPassRequested(Event, namespace="soulprint.QuickPassRequested"):
+    """Ingest's sample of the person's richest conversations, for the quick soulprint."""
+
+    job_id: str = ""
+    user_id: str = ""
+    samples: List[dict] = []  # SampledConversation fields (title, excerpt, created_at, ...)
+    profile: dict = {}  # custom instructions and saved memory
+    conversations: int = 0
+
+
+# -- sections topic --------------------------------------------------------
+
+
+class SectionsPublished(Event, namespace="soulprint.SectionsPublished"):
+    """A new soulprint version is stored and readable; the query service reloads it."""
+
+    job_id: str = ""
+    user_id: str = ""
+    version: int = 1
+    offline: bool = False
+    soulprint_text: str = ""

@@ -360,6 +360,88 @@ class Postgres:
             )
             return True
 
+    # -- quick pass ------------------------------------------------------------
+    async def claim_quick(self, job_id: str, stale_after_s: float) -> bool:
+        """pending → running; a stale running claim (its worker died) can be taken over."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET quick_status = 'running', quick_claimed_at = now(), updated_at = now(),
+                   stage_times = stage_times || jsonb_build_object('quick_pass',
+                       jsonb_build_object('started', extract(epoch from now())))
+             WHERE job_id = $1 AND status <> 'failed'
+               AND (quick_status = 'pending'
+                    OR (quick_status = 'running' AND quick_claimed_at < now() - make_interval(secs => $2)))
+            RETURNING job_id
+            """,
+            job_id, stale_after_s,
+        )
+        return row is not None
+
+    async def quick_ready(self, job_id: str) -> bool:
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET quick_status = 'ready', quick_ready_at = now(), updated_at = now(),
+                   stage_times = stage_times || jsonb_build_object('quick_pass',
+                       coalesce(stage_times->'quick_pass', '{}'::jsonb)
+                       || jsonb_build_object('finished', extract(epoch from now())))
+             WHERE job_id = $1 AND quick_status = 'running'
+            RETURNING job_id
+            """,
+            job_id,
+        )
+        return row is not None
+
+    async def quick_failed(self, job_id: str, reason: str) -> None:
+        await self.pool.execute(
+            "UPDATE import_jobs SET quick_status = 'failed', quick_error = $2, updated_at = now()"
+            " WHERE job_id = $1 AND quick_status IN ('pending', 'running')",
+            job_id, " ".join(reason.split())[:1000],
+        )
+
+    async def store_soulprint(self, *, user_id: str, job_id: str, version: int, sections: dict,
+                              rendered: dict[str, str], soulprint_text: str, memory_md: str | None,
+                              offline: bool) -> bool:
+        """Swap in a soulprint version: all sections, the composite text and the version at once.
+
+        A replay of an older version of the same job never overwrites a newer one.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO soulprint_versions (user_id, job_id, version, sections, memory_md, soulprint_text, offline)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (user_id, job_id, version) DO UPDATE
+                   SET sections = EXCLUDED.sections, memory_md = EXCLUDED.memory_md,
+                       soulprint_text = EXCLUDED.soulprint_text, offline = EXCLUDED.offline
+                """,
+                user_id, job_id, version, sections, memory_md, soulprint_text, offline,
+            )
+            row = await conn.fetchrow(
+                """
+                INSERT INTO soulprints AS s (user_id, job_id, version, sections, soul_md, identity_md, user_md,
+                       agents_md, tools_md, memory_md, soulprint_text, offline, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
+                ON CONFLICT (user_id) DO UPDATE
+                   SET job_id = EXCLUDED.job_id, version = EXCLUDED.version, sections = EXCLUDED.sections,
+                       soul_md = EXCLUDED.soul_md, identity_md = EXCLUDED.identity_md,
+                       user_md = EXCLUDED.user_md, agents_md = EXCLUDED.agents_md,
+                       tools_md = EXCLUDED.tools_md, memory_md = EXCLUDED.memory_md,
+                       soulprint_text = EXCLUDED.soulprint_text, offline = EXCLUDED.offline,
+                       updated_at = now()
+                 WHERE NOT (s.job_id = EXCLUDED.job_id AND s.version > EXCLUDED.version)
+                RETURNING user_id
+                """,
+                user_id, job_id, version, sections, rendered["SOUL"], rendered["IDENTITY"], rendered["USER"],
+                rendered["AGENTS"], rendered["TOOLS"], memory_md, soulprint_text, offline,
+            )
+            return row is not None
+
+    async def get_soulprint(self, user_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM soulprints WHERE user_id = $1", user_id)
+        return dict(row) if row else None
+
     # -- reads -----------------------------------------------------------------
     async def chunk_counts(self, job_id: str) -> dict[str, int]:
         rows = await self.pool.fetch(

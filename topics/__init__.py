@@ -54,6 +54,23 @@ CHUNKS = TopicSpec(
     why="Same key as conversations: fan-out per conversation, a conversation's chunks together.",
 )
 
+QUICK = TopicSpec(
+    "quick",
+    events.QuickPassRequested,
+    key="user_id",
+    why=(
+        "Its own topic and agent, so a person's quick pass never queues behind anyone's "
+        "full-pass work; keyed by user so one person's quick passes stay in order."
+    ),
+)
+
+SECTIONS = TopicSpec(
+    "sections",
+    events.SectionsPublished,
+    key="user_id",
+    why="Versions of one person's soulprint stay in order (v1 before v2) for the query service.",
+)
+
 DEAD_LETTERS = TopicSpec(
     "deadletter",
     events.DeadLetter,
@@ -62,7 +79,7 @@ DEAD_LETTERS = TopicSpec(
     partitions=1,
 )
 
-ALL = (IMPORTS, CONVERSATIONS, CHUNKS, DEAD_LETTERS)
+ALL = (IMPORTS, CONVERSATIONS, CHUNKS, QUICK, SECTIONS, DEAD_LETTERS)
 
 
 class Topics:
@@ -82,6 +99,8 @@ class Topics:
         self.imports = declare(IMPORTS)
         self.conversations = declare(CONVERSATIONS)
         self.chunks = declare(CHUNKS)
+        self.quick = declare(QUICK)
+        self.sections = declare(SECTIONS)
         self.dead_letters = declare(DEAD_LETTERS)
 
 

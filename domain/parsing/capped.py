@@ -127,6 +127,14 @@ class CappedReader:
         brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
         if not brackets:
             return
+        depth = self._depth
+        opens = brackets.count(b"(")
+        if depth + opens <= limit:
+            # Common case: even if every open nested, the chunk stays under the
+            # limit; only the running count is needed, not the pair stripping.
+            depth += opens + opens - len(brackets)  # + opens - closes
+            self._depth = depth if depth > 0 else 0
+            return
         passes = 0  # nesting depth of the pairs matched inside this chunk
         while b"()" in brackets:
             brackets = brackets.replace(b"()", b"")
@@ -138,7 +146,7 @@ class CappedReader:
         if closes < 0:
             closes = len(brackets)
         opens = len(brackets) - closes
-        depth = self._depth - closes
+        depth -= closes
         if depth < 0:  # count restarted at mark(): the rest of the previous item
             depth = 0
         # Deepest point in the chunk is at most: carried depth + pending opens + inner pairs.

@@ -21,6 +21,8 @@ from .hints import HintCollector, memory_entries
 _ROLES = frozenset(("user", "assistant", "tool"))
 # Content types that are the model's hidden reasoning, not conversation.
 _REASONING = frozenset(("thoughts", "reasoning_recap"))
+# What the person told ChatGPT about themselves (custom instructions, saved memory): hints, not turns.
+_CONTEXT = frozenset(("user_editable_context", "model_editable_context"))
 _AUDIO = frozenset(("audio_asset_pointer", "real_time_user_audio_video_asset_pointer"))
 _MS_THRESHOLD = 1e11  # seconds reach 1e11 in the year 5138; milliseconds passed it in 1973
 
@@ -84,42 +86,37 @@ class ChatGPTConverter:
         for node in path:
             msg = node.get("message")
             if not msg:
+                continue  # the null-message root
+            content = msg.get("content")
+            if not content:
                 continue
-            content = msg.get("content") or {}
-            ctype = content.get("content_type")
             meta = msg.get("metadata")
-            hidden = False
-            if meta:
-                hidden = meta.get("is_visually_hidden_from_conversation") is True
-                custom = meta.get("user_context_message_data")
-                if custom:
-                    self._custom_instructions(custom, when)
+            if meta and meta.get("is_visually_hidden_from_conversation") is True:
+                # Not shown in the chat; may still carry custom instructions or memory.
+                self.hidden += 1
+                self._hidden_hints(meta, content, when)
+                continue
+            ctype = content.get("content_type")
             if ctype == "text":
                 parts = content.get("parts")
-                if hidden:
-                    self.hidden += 1
-                    continue
                 if parts and len(parts) == 1 and parts[0].__class__ is str:
                     text = parts[0]
                 else:
                     text = parts_text(parts) if parts else ""
-            elif ctype == "user_editable_context" or ctype == "model_editable_context":
-                # What the person told ChatGPT about themselves: hints, not a turn.
-                if hidden:
-                    self.hidden += 1
-                self._context_hints(ctype, content, when)
-                continue
-            elif hidden:
-                self.hidden += 1
-                continue
             elif ctype in _REASONING:
+                continue
+            elif ctype in _CONTEXT:
+                self._context_hints(ctype, content, when)
                 continue
             else:
                 text = other_text(ctype, content)
             author = msg.get("author")
             role = author.get("role") if author else None
             if role not in _ROLES:
-                continue  # system prompts; their custom-instruction data went to hints above
+                # System prompts are not turns; old-style custom instructions ride on them.
+                if meta and role == "system":
+                    self._custom_instructions(meta.get("user_context_message_data"), when)
+                continue
             if not text or text.isspace():
                 continue
             if len(text) > max_chars:
@@ -129,16 +126,22 @@ class ChatGPTConverter:
                     f"more than {max_chars:,} (limit max_message_chars)",
                 )
             t = msg.get("create_time")
-            if t is not None:
-                if t.__class__ is not float or t > _MS_THRESHOLD:
-                    t = seconds(t)
-            mid = msg.get("id") or node.get("id") or ""
-            append(Message(mid, role, text, t))
+            if t is not None and (t.__class__ is not float or t > _MS_THRESHOLD):
+                t = seconds(t)
+            append(Message(msg.get("id") or node.get("id") or "", role, text, t))
         return out
 
+    def _hidden_hints(self, meta: dict, content: dict, when) -> None:
+        custom = meta.get("user_context_message_data")
+        if custom:
+            self._custom_instructions(custom, when)
+        ctype = content.get("content_type")
+        if ctype in _CONTEXT:
+            self._context_hints(ctype, content, when)
+
     def _custom_instructions(self, custom, when) -> None:
-        # Old-style custom instructions on a hidden system message.
-        if isinstance(custom, dict):
+        # Old-style custom instructions: metadata of a (hidden) system message.
+        if custom and isinstance(custom, dict):
             self.hints.offer("user_profile", custom.get("about_user_message"), when)
             self.hints.offer("user_instructions", custom.get("about_model_message"), when)
 

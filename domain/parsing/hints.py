@@ -15,11 +15,12 @@ class HintCollector:
     the value seen in the most recent conversation wins (file order breaks ties).
     """
 
-    __slots__ = ("profile", "_when")
+    __slots__ = ("profile", "_when", "_raw")
 
     def __init__(self) -> None:
         self.profile = ProfileHints()
         self._when: dict[str, float] = {}
+        self._raw: dict[str, str] = {}  # last raw value per field: repeats skip the unwrapping
 
     def _newer(self, field: str, when: float | None) -> bool:
         t = when if when is not None else float("-inf")
@@ -30,11 +31,15 @@ class HintCollector:
 
     def offer(self, field: str, value, when: float | None) -> None:
         """field: "user_profile" | "user_instructions"."""
-        if not isinstance(value, str):
+        if not value or not isinstance(value, str):
             return
-        value = unwrap_instructions(value)
-        if value and self._newer(field, when):
-            setattr(self.profile, field, value)
+        if value == self._raw.get(field):  # the same text as before (every conversation repeats it)
+            self._newer(field, when)
+            return
+        text = unwrap_instructions(value)
+        if text and self._newer(field, when):
+            self._raw[field] = value
+            setattr(self.profile, field, text)
 
     def offer_memory(self, entries: list[str], when: float | None) -> None:
         """A saved-memory snapshot; the newest conversation's snapshot replaces older ones."""

@@ -590,3 +590,232 @@ def quick_sections(payload: Mapping[str, Any]) -> dict[str, Any]:
             "workflows": workflows,
         },
     }
+
+
+# --------------------------------------------------------------------------- full pass: facts, reduce_facts,
+# memory, sections_v2. The domain modules are imported inside the functions:
+# they import this package's base module, and this module is imported by the
+# package's __init__.
+
+_PROJECT_RE = re.compile(
+    r"\b(?:I'm|I am|I've been|I have been|we're|we are|we've been)\s+(?:currently\s+|now\s+|still\s+)?"
+    r"(working on|building|developing|writing|making|creating|designing|launching)\s+([^.!?\n]{3,140})",
+    re.IGNORECASE,
+)
+_MY_PROJECT_RE = re.compile(
+    r"\bmy (?:side |pet |current |new |personal )?project(?: is)?(?: called| named)?,?\s+([^.!?\n]{3,140})",
+    re.IGNORECASE,
+)
+_BELIEF_RE = re.compile(
+    r"\bI\s+(?:really\s+|strongly\s+|firmly\s+|honestly\s+|genuinely\s+)?"
+    r"(believe|think that|feel that|value|am convinced that)\s+([^.!?\n]{3,140})",
+    re.IGNORECASE,
+)
+_DECIDED_RE = re.compile(
+    r"\b(?:I|we)\s+(?:have\s+|'ve\s+|finally\s+|just\s+)?(decided|chose|chosen|picked|settled on|went with|opted)\s+"
+    r"(to\s+|on\s+|for\s+)?([^.!?\n]{3,140})",
+    re.IGNORECASE,
+)
+_GOING_WITH_RE = re.compile(r"\b(?:we're|we are|I'm|I am)\s+going\s+(?:with|for)\s+([^.!?\n]{2,140})",
+                            re.IGNORECASE)
+_MONTH_NUMBERS = {m: i for i, names in enumerate(
+    (("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
+     ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+     ("dec", "december")), 1) for m in names}
+_PRONOUNS = [(re.compile(r"\bI'm\b"), "they're"), (re.compile(r"\bI am\b"), "they are"),
+             (re.compile(r"\bI've\b"), "they've"), (re.compile(r"\bI\b"), "they"),
+             (re.compile(r"\b[Mm]y\b"), "their"), (re.compile(r"\b[Mm]ine\b"), "theirs"),
+             (re.compile(r"\b[Mm]e\b"), "them"), (re.compile(r"\b[Mm]yself\b"), "themselves")]
+_KEY_STOP = frozenset("a an the my our their they to of for with and or in on at it this that these those some any "
+                      "really very more most much so just s is are was were be will would".split())
+_PREF_VERBS = {"prefer": "Prefers", "like": "Likes", "love": "Loves", "enjoy": "Enjoys", "adore": "Adores"}
+
+
+def _third(fragment: str) -> str:
+    """First person to third, enough for the rules' short fragments."""
+    for rx, repl in _PRONOUNS:
+        fragment = rx.sub(repl, fragment)
+    return fragment
+
+
+def _keywords(text: str, n: int = 3) -> str:
+    words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in _KEY_STOP]
+    return " ".join(words[:n])
+
+
+def _sentence_case(s: str) -> str:
+    s = s.strip()
+    return (s[0].upper() + s[1:]) if s else s
+
+
+def _as_fact(text: str) -> str:
+    text = _sentence_case(" ".join(text.split()))
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
+def _iso_of(m: re.Match[str], year_hint: int | None) -> str | None:
+    """ISO date of a _DATE_RE match; the chunk's year when the text gives none."""
+    if m.group(1):
+        return m.group(1)
+    raw = (m.group(2) or m.group(3) or "").replace(",", " ").replace(".", " ")
+    words = raw.split()
+    month = next((_MONTH_NUMBERS[w.lower()] for w in words if w.lower() in _MONTH_NUMBERS), None)
+    day = next((int(re.sub(r"\D", "", w)) for w in words if re.fullmatch(r"\d{1,2}(?:st|nd|rd|th)?", w)), None)
+    year = next((int(w) for w in words if re.fullmatch(r"\d{4}", w)), year_hint)
+    if month is None or day is None or year is None or not 1 <= day <= 31:
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _project_name(what: str) -> str | None:
+    """The first capitalised name in a project phrase ("a photo app called Harbor" -> "Harbor")."""
+    m = re.search(r"\b(?:called|named)\s+([A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*)", what)
+    if m:
+        return m.group(1)
+    for m in re.finditer(r"\b([A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*)", what):
+        if m.start() > 0 or m.group(1).split()[0] not in ("A", "An", "The", "My", "Our", "This", "That"):
+            return m.group(1)
+    return None
+
+
+def _facts_of_chunk(ref: str, content: str, message_time: Any) -> list[dict[str, Any]]:
+    year_hint = None
+    if isinstance(message_time, (int, float)) and not isinstance(message_time, bool):
+        year_hint = datetime.fromtimestamp(message_time, tz=timezone.utc).year
+    facts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(category: str, text: str, subject: str, **extra: str | None) -> None:
+        text = _as_fact(text)
+        if len(text) < 8 or text.lower() in seen:
+            return
+        seen.add(text.lower())
+        fact: dict[str, Any] = {"chunk": ref, "category": category, "text": text,
+                                "subject": subject.strip() or _keywords(text, 4) or "misc"}
+        fact.update({k: v for k, v in extra.items() if v})  # optional fields only when known
+        facts.append(fact)
+
+    # Only the person's own lines are evidence ("Conversation:" headers and
+    # assistant turns are not).
+    for sent in _sentences(user_text(content)):
+        for m in _PREF_RE.finditer(sent):
+            verb, what = m.group(1).lower(), _third(_clean(m.group(2)))
+            if verb in _PREF_VERBS:
+                kind = "prefers" if verb == "prefer" else "likes"
+                add("preferences", f"{_PREF_VERBS[verb]} {what}", f"{kind}: {_keywords(what)}")
+            elif verb in ("don't want", "do not want"):
+                add("preferences", f"Does not want {what}", f"dislikes: {_keywords(what)}")
+            else:
+                add("preferences", f"Dislikes {what}", f"dislikes: {_keywords(what)}")
+        for m in _PROJECT_RE.finditer(sent):
+            what = _third(_clean(m.group(2)))
+            name = _project_name(what)
+            add("projects", f"Is {m.group(1).lower()} {what}", f"project: {(name or _keywords(what)).lower()}",
+                project=name)
+        for m in _MY_PROJECT_RE.finditer(sent):
+            what = _third(_clean(m.group(1)))
+            name = _project_name(what)
+            add("projects", f"Has a project: {what}", f"project: {(name or _keywords(what)).lower()}", project=name)
+        for m in _DATE_RE.finditer(sent):
+            iso = _iso_of(m, year_hint)
+            rest = (sent[: m.start()] + sent[m.end():])
+            add("dates", f"Noted {iso or m.group(0).strip()}: {_third(_clean(sent, 200))}",
+                f"date: {_keywords(rest, 4)}", date=iso)
+        for m in _BELIEF_RE.finditer(sent):
+            verb = m.group(1).lower()
+            lead = {"believe": "Believes", "think that": "Thinks that", "feel that": "Feels that",
+                    "value": "Values", "am convinced that": "Is convinced that"}[verb]
+            what = _third(_clean(m.group(2)))
+            add("beliefs", f"{lead} {what}", f"belief: {_keywords(what, 4)}")
+        for m in _DECIDED_RE.finditer(sent):
+            verb = {"chosen": "chose"}.get(m.group(1).lower(), m.group(1).lower())
+            what = _third(_clean(m.group(3)))
+            add("decisions", f"{verb.capitalize()} {(m.group(2) or '').strip()} {what}".replace("  ", " "),
+                f"decision: {_keywords(what, 4)}")
+        for m in _GOING_WITH_RE.finditer(sent):
+            what = _third(_clean(m.group(1)))
+            add("decisions", f"Is going with {what}", f"decision: {_keywords(what, 4)}")
+    return facts[:40]
+
+
+@offline_task("facts")
+def extract_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Rule-based facts from each chunk's "User:" lines, attributed to the chunk's ref."""
+    out: list[dict[str, Any]] = []
+    for i, chunk in enumerate(payload.get("chunks") or (), 1):
+        ref = str(chunk.get("ref") or f"c{i}")
+        out.extend(_facts_of_chunk(ref, str(chunk.get("content") or ""), chunk.get("message_time")))
+    return {"facts": out}
+
+
+@offline_task("reduce_facts")
+def reduce_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge facts whose subjects share a head ("harbor: database", "harbor: launch date"
+    -> "harbor") within a category; texts are joined, newest first, so nothing is lost."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for f in payload.get("facts") or ():
+        head = str(f.get("subject") or "").split(":")[0].strip() or str(f.get("subject") or "")
+        groups.setdefault((str(f.get("category") or ""), head), []).append(f)
+    out: list[dict[str, Any]] = []
+    for (category, head), members in groups.items():
+        if len(members) < 2:
+            continue
+        ordered = sorted(members, key=lambda f: (-(f.get("last_seen") or 0.0), int(f.get("index") or 0)))
+        texts = _dedup((str(f.get("text") or "").strip().rstrip(".") for f in ordered), limit=len(ordered))
+        text = "; ".join(texts) + "."
+        if len(text) > 600:
+            text = text[:599].rstrip() + "…"
+        merged: dict[str, Any] = {"merged_from": sorted(int(f.get("index") or 0) for f in members),
+                                  "category": category, "subject": head, "text": text}
+        for k in ("date", "project"):
+            v = next((f.get(k) for f in ordered if f.get(k)), None)
+            if v:
+                merged[k] = str(v)
+        out.append(merged)
+    return {"facts": out}
+
+
+@offline_task("memory")
+def write_memory(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """MEMORY bullets straight from the consolidated facts, dated."""
+    from soulprint.domain.memory_doc import memory_sections_from_facts
+    from soulprint.models.facts import ConsolidatedFact
+
+    facts = [ConsolidatedFact.from_dict(f) for f in payload.get("facts") or () if isinstance(f, Mapping)]
+    return {"sections": memory_sections_from_facts(facts)}
+
+
+_SEEN_SUFFIX = re.compile(r"\s*\((?:[^()]*\bmentioned\b[^()]*|[^()]*\bbefore:[^()]*)\)\s*$")
+
+
+@offline_task("sections_v2")
+def sections_v2(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The quick pass's rules over the sample, then MEMORY's bullets on top:
+    MEMORY covers the whole history, the sample only its richest part."""
+    from soulprint.domain.memory_doc import parse_memory_markdown
+
+    mem = {k: [_SEEN_SUFFIX.sub("", b) for b in v]
+           for k, v in parse_memory_markdown(str(payload.get("memory") or "")).items()}
+    # MEMORY's bullets are third-person statements, like a previous
+    # assistant's saved memory: read that way, the quick rules find the
+    # places, work and tools in them too.
+    profile = dict(payload.get("profile") or {})
+    profile["saved_memory"] = list(profile.get("saved_memory") or []) + [b for v in mem.values() for b in v][:60]
+    base = quick_sections({**payload, "profile": profile})
+    prefs = mem["preferences"]
+    formats = [b for b in prefs if _FORMAT_WORDS.search(b)]
+    avoid = [b for b in prefs if b.startswith(("Dislikes", "Does not want")) and b not in formats]
+    likes = [b for b in prefs if b not in formats and b not in avoid]
+    user, agents, soul = base["user"], base["agents"], base["soul"]
+    user["goals"] = _dedup(mem["projects"][:4] + user["goals"], 8)
+    user["interests"] = _dedup(likes[:4] + user["interests"], 8)
+    # The quick rules file every saved-memory line under context; MEMORY has
+    # already sorted its bullets, so context takes only its own kinds.
+    plain_context = quick_sections(payload)["user"]["context"]
+    user["context"] = _dedup(mem["decisions_context"][:4] + mem["important_dates"][:3] + plain_context, 8)
+    agents["response_formats"] = _dedup(formats[:4] + agents["response_formats"], 8)
+    agents["avoid"] = _dedup(avoid[:3] + agents["avoid"], 6)
+    agents["remember"] = _dedup(mem["projects"][:3] + mem["important_dates"][:3] + mem["decisions_context"][:2]
+                                + agents["remember"], 8)
+    soul["values"] = _dedup(mem["beliefs_values"][:3] + soul["values"], 5)
+    return base

@@ -1,0 +1,285 @@
+"""Fact extraction: pack medium chunks into LLM requests, read the answers back.
+
+The facts agent loads chunk texts, calls :func:`build_fact_requests`, sends
+each request, and turns each answer into :class:`Fact` records with
+:func:`parse_fact_result`. Both are pure.
+
+Small chunks are packed several to a request because the system prompt is a
+fixed cost per call (cached, but still billed at a tenth) and the model reads
+related chunks of one conversation better together. Each chunk is labelled
+c1, c2, ... in the prompt and every fact names its chunk, so a fact is
+attributed to the chunk it came from, not to the request.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from soulprint.domain.prompts import FACTS, render_fact_chunk
+from soulprint.domain.tokens import estimate_tokens
+from soulprint.models.facts import FACT_CATEGORIES, Fact, fact_id
+from soulprint.services.llm.base import LLMRequest
+
+FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "description": "Every durable fact from every excerpt, in excerpt order. Empty when there is none.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "chunk": {"type": "string", "description": "Ref of the excerpt the fact comes from, e.g. \"c2\"."},
+                    "category": {"type": "string", "enum": list(FACT_CATEGORIES)},
+                    "text": {"type": "string", "description": "The fact: one clear sentence, third person."},
+                    "subject": {"type": "string",
+                                "description": "Short lower-case key of the slot the fact fills, e.g. "
+                                               "\"home city\", \"harbor: database\"."},
+                    "project": {"type": "string", "description": "The project's name, when it belongs to one."},
+                    "date": {"type": "string", "description": "ISO date (2025-03-14, 2025-03 or 2025), when dated."},
+                    "context": {"type": "string", "description": "Optional short circumstance."},
+                },
+                "required": ["chunk", "category", "text", "subject"],
+            },
+        },
+    },
+    "required": ["facts"],
+}
+
+# A fact is one sentence; a longer "fact" is a paragraph the model copied.
+MAX_TEXT_CHARS = 300
+MAX_SUBJECT_CHARS = 80
+MAX_FIELD_CHARS = 120
+# More than this from one ~2,000-token chunk is the model listing everything.
+MAX_FACTS_PER_CHUNK = 40
+
+
+@dataclass(slots=True)
+class ChunkForExtraction:
+    chunk_id: str
+    conversation_id: str
+    title: str | None
+    content: str
+    message_ids: list[str] = field(default_factory=list)
+    message_time: float | None = None  # newest message of the chunk (unix seconds)
+    token_count: int = 0  # as stored with the chunk; re-estimated when 0
+
+
+def _date(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def _body(chunk: ChunkForExtraction) -> str:
+    """The chunk's text without its "Conversation: <title>" header line: the
+    title is already an attribute of the block, so repeating it costs tokens."""
+    content = chunk.content.strip()
+    first, sep, rest = content.partition("\n")
+    if first.startswith("Conversation: ") and sep:
+        return rest.strip()
+    return content
+
+
+def _block(ref: str, chunk: ChunkForExtraction) -> str:
+    title = " ".join((chunk.title or "").split())[:200] or None
+    return render_fact_chunk(ref, title, _date(chunk.message_time), _body(chunk))
+
+
+def _cost(chunk: ChunkForExtraction) -> int:
+    # Rendered cost, header and tags included: what the budget is about. The
+    # stored token_count only covers the content, so it is not used here.
+    return estimate_tokens(_block("c00", chunk)) + 1
+
+
+def _order_key(chunk: ChunkForExtraction) -> tuple[Any, ...]:
+    # One conversation's chunks together and in time order: the model reads a
+    # conversation's consecutive chunks better side by side, and a fixed order
+    # makes the prompts (and so the response cache keys) reproducible.
+    t = chunk.message_time
+    return (chunk.conversation_id, t is not None, t if t is not None else 0.0, chunk.chunk_id)
+
+
+def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMRequest:
+    refs = [f"c{i}" for i in range(1, len(group) + 1)]
+    blocks = "\n".join(_block(ref, c) for ref, c in zip(refs, group))
+    user = FACTS.user_template.format(n_chunks=len(group), refs=", ".join(refs), chunks=blocks)
+    payload = {
+        "user_id": user_id,
+        "chunks": [
+            {"ref": ref, "chunk_id": c.chunk_id, "title": c.title, "content": _body(c), "message_time": c.message_time}
+            for ref, c in zip(refs, group)
+        ],
+    }
+    return LLMRequest(
+        task=FACTS.task,
+        model_role=FACTS.model_role,
+        system=FACTS.system,
+        messages=[{"role": "user", "content": user}],
+        schema=FACTS_SCHEMA,
+        schema_name=FACTS.schema_name,
+        max_tokens=FACTS.max_tokens,
+        payload=payload,
+        job_id=job_id,
+        stage="facts",
+        cache_system=True,
+    )
+
+
+def build_fact_requests(
+    user_id: str,
+    job_id: str,
+    chunks: Sequence[ChunkForExtraction],
+    *,
+    token_budget: int = 6000,
+    max_chunks_per_request: int = 8,
+) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
+    """Requests covering every chunk exactly once, each with its chunks in ref order.
+
+    Chunks are packed greedily, in a deterministic order, while the rendered
+    excerpts stay within ``token_budget`` estimated tokens and
+    ``max_chunks_per_request``; a chunk bigger than the budget goes alone.
+    The same chunks (in any input order) give the same requests.
+    """
+    if max_chunks_per_request < 1:
+        raise ValueError("max_chunks_per_request must be >= 1")
+    seen: set[str] = set()
+    ordered: list[ChunkForExtraction] = []
+    for c in sorted(chunks, key=_order_key):
+        if c.chunk_id not in seen:  # a chunk listed twice would yield its facts twice
+            seen.add(c.chunk_id)
+            ordered.append(c)
+
+    out: list[tuple[LLMRequest, list[ChunkForExtraction]]] = []
+    group: list[ChunkForExtraction] = []
+    used = 0
+    for c in ordered:
+        cost = _cost(c)
+        if group and (used + cost > token_budget or len(group) >= max_chunks_per_request):
+            out.append((_request(user_id, job_id, group), group))
+            group, used = [], 0
+        group.append(c)
+        used += cost
+    if group:
+        out.append((_request(user_id, job_id, group), group))
+    return out
+
+
+# --------------------------------------------------------------------------- reading answers
+
+_REF_RE = re.compile(r"(\d+)")
+_CATEGORY_ALIASES = {
+    "preference": "preferences", "likes": "preferences", "project": "projects", "date": "dates",
+    "event": "dates", "events": "dates", "belief": "beliefs", "values": "beliefs", "value": "beliefs",
+    "decision": "decisions", "context": "decisions",
+}
+
+
+def _one_line(v: Any, limit: int) -> str:
+    s = " ".join(str(v).split()) if v is not None else ""
+    if len(s) <= limit:
+        return s
+    cut = s.rfind(" ", limit // 2, limit)
+    return s[: cut if cut > 0 else limit - 1].rstrip(" ,;:") + "…"
+
+
+def _opt(v: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    s = _one_line(v, limit)
+    return s or None
+
+
+def normalise_subject(subject: str) -> str:
+    """Lower-case key with collapsed whitespace and no decoration, so "Home City." and
+    "home  city" are one subject. Keeps ":" (the "project: detail" convention)."""
+    s = unicodedata.normalize("NFKC", subject).lower()
+    s = re.sub(r"[\"'`“”‘’*_#\[\](){}]", "", s)
+    s = " ".join(s.split()).strip(" .,;:-–—")
+    s = re.sub(r"^(?:the|a|an|my|their|user'?s?|person'?s?)\s+", "", s)
+    s = re.sub(r"\s*:\s*", ": ", s)
+    return s[:MAX_SUBJECT_CHARS].rstrip()
+
+
+def _category(v: Any) -> str | None:
+    c = " ".join(str(v or "").lower().split())
+    if c in FACT_CATEGORIES:
+        return c
+    return _CATEGORY_ALIASES.get(c)
+
+
+def _resolve_ref(v: Any, refs: Mapping[str, ChunkForExtraction]) -> ChunkForExtraction | None:
+    """"c2", "C2", "2", "[c2]", "chunk c2" all name the second excerpt."""
+    s = str(v or "").strip().lower()
+    if s in refs:
+        return refs[s]
+    m = _REF_RE.search(s)
+    if m:
+        return refs.get(f"c{int(m.group(1))}")
+    return None
+
+
+def parse_fact_result(
+    user_id: str,
+    job_id: str,
+    result_data: Mapping[str, Any] | None,
+    chunks: Sequence[ChunkForExtraction],
+) -> list[Fact]:
+    """Facts of one answer, attributed to their chunks.
+
+    ``chunks`` is the list paired with the request (ref c1 is ``chunks[0]``).
+    Facts with an unknown ref or category, or without text, are dropped; with
+    a single chunk in the request there is nothing to confuse, so any ref
+    means that chunk. Within a chunk, repeated (category, text) pairs are
+    dropped and ordinals run 0, 1, 2... in answer order, so the same answer
+    always gives the same fact ids.
+    """
+    refs = {f"c{i}": c for i, c in enumerate(chunks, 1)}
+    only = chunks[0] if len(chunks) == 1 else None
+    items = (result_data or {}).get("facts") if isinstance(result_data, Mapping) else None
+    per_chunk: dict[str, int] = {}
+    seen: set[tuple[str, str, str]] = set()
+    out: list[Fact] = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        chunk = _resolve_ref(item.get("chunk"), refs) or only
+        category = _category(item.get("category"))
+        text = _one_line(item.get("text"), MAX_TEXT_CHARS)
+        if chunk is None or category is None or not text:
+            continue
+        subject = normalise_subject(str(item.get("subject") or ""))
+        if not subject:
+            # No slot given: the fact still counts, keyed by its own words
+            # (it then only merges with restatements of itself).
+            subject = normalise_subject(" ".join(text.split()[:8]))
+        dedup = (chunk.chunk_id, category, text.lower())
+        if dedup in seen:
+            continue
+        ordinal = per_chunk.get(chunk.chunk_id, 0)
+        if ordinal >= MAX_FACTS_PER_CHUNK:
+            continue
+        seen.add(dedup)
+        per_chunk[chunk.chunk_id] = ordinal + 1
+        out.append(Fact(
+            fact_id=fact_id(chunk.chunk_id, ordinal),
+            user_id=user_id,
+            job_id=job_id,
+            chunk_id=chunk.chunk_id,
+            conversation_id=chunk.conversation_id,
+            message_ids=list(chunk.message_ids),
+            category=category,
+            text=text,
+            subject=subject,
+            project=_opt(item.get("project")),
+            date=_opt(item.get("date"), 40),
+            context=_opt(item.get("context")),
+            message_time=chunk.message_time,
+            ordinal=ordinal,
+        ))
+    return out
+

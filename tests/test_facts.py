@@ -1,0 +1,254 @@
+"""Fact extraction: request packing, attribution, ids, and the offline and fake answers."""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+
+from soulprint.domain import prompts
+from soulprint.domain.facts import (
+    FACTS_SCHEMA,
+    MAX_TEXT_CHARS,
+    ChunkForExtraction,
+    build_fact_requests,
+    normalise_subject,
+    parse_fact_result,
+)
+from soulprint.domain.tokens import estimate_tokens
+from soulprint.models.facts import FACT_CATEGORIES, FACT_NAMESPACE, Fact, fact_id
+from soulprint.services.llm.base import validate_json
+from soulprint.services.llm.offline_provider import OfflineClient
+from soulprint.testing.fake_anthropic import synthesise
+from soulprint.testing.fixtures_llm import fake_server, fast_config, fresh_limiter
+
+__all__ = ["fake_server"]  # the fixture, imported so pytest registers it here
+
+T0 = 1_735_689_600.0  # 2025-01-01
+
+
+def chunk(i: int, content: str | None = None, *, conv: str | None = None, t: float | None = None,
+          words: int = 40) -> ChunkForExtraction:
+    body = content if content is not None else "User: " + " ".join(f"word{i}x{k}" for k in range(words))
+    return ChunkForExtraction(
+        chunk_id=f"chunk-{i:03d}", conversation_id=conv or f"conv-{i // 3}", title=f"Title {i}",
+        content=f"Conversation: Title {i}\n{body}", message_ids=[f"m{i}a", f"m{i}b"],
+        message_time=T0 + i * 3600 if t is None else t, token_count=estimate_tokens(body),
+    )
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def test_small_chunks_are_packed_and_every_chunk_is_sent_once():
+    chunks = [chunk(i) for i in range(20)]
+    pairs = build_fact_requests("u1", "j1", chunks, token_budget=600, max_chunks_per_request=8)
+    sent = [c.chunk_id for _, group in pairs for c in group]
+    assert sorted(sent) == sorted(c.chunk_id for c in chunks)
+    assert len(pairs) < len(chunks)  # packed
+    for req, group in pairs:
+        assert 1 <= len(group) <= 8
+        blocks = sum(estimate_tokens(f"{c.title}{c.content}") for c in group)
+        assert len(group) == 1 or blocks <= 600
+        assert req.task == "facts" and req.model_role == "fast" and req.stage == "facts"
+        assert req.schema == FACTS_SCHEMA and req.schema_name == "record_facts"
+        assert req.cache_system and req.system == prompts.FACTS.system
+        assert req.job_id == "j1" and req.payload["user_id"] == "u1"
+        refs = [c["ref"] for c in req.payload["chunks"]]
+        assert refs == [f"c{k}" for k in range(1, len(group) + 1)]
+        assert [c["chunk_id"] for c in req.payload["chunks"]] == [c.chunk_id for c in group]
+        user = req.messages[0]["content"]
+        for ref, c in zip(refs, group):
+            assert f'<chunk ref="{ref}" title="{c.title}" date="2025-01-' in user
+        # The title is an attribute: the chunk's own header line is not repeated.
+        assert "Conversation: " not in user
+
+
+def test_max_chunks_per_request_and_big_chunks_alone():
+    chunks = [chunk(i, words=5) for i in range(10)] + [chunk(50, words=3000)]
+    pairs = build_fact_requests("u1", "j1", chunks, token_budget=2000, max_chunks_per_request=3)
+    assert all(len(g) <= 3 for _, g in pairs)
+    big = [g for _, g in pairs if any(c.chunk_id == "chunk-050" for c in g)]
+    assert len(big) == 1 and len(big[0]) == 1
+
+
+def test_requests_are_deterministic_whatever_the_input_order():
+    chunks = [chunk(i) for i in range(15)]
+    shuffled = chunks[:]
+    random.Random(4).shuffle(shuffled)
+    a = build_fact_requests("u1", "j1", chunks, token_budget=500)
+    b = build_fact_requests("u1", "j1", shuffled, token_budget=500)
+    assert [(r.messages, r.payload) for r, _ in a] == [(r.messages, r.payload) for r, _ in b]
+    # One conversation's chunks stay together and in time order.
+    order = [c.chunk_id for _, g in a for c in g]
+    assert order == sorted(order)
+
+
+def test_duplicate_chunks_are_sent_once():
+    c = chunk(1)
+    pairs = build_fact_requests("u1", "j1", [c, copy.deepcopy(c)])
+    assert [len(g) for _, g in pairs] == [1]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def three_chunks() -> list[ChunkForExtraction]:
+    return [chunk(1, conv="conv-a"), chunk(2, conv="conv-b"), chunk(3, conv="conv-c")]
+
+
+def test_facts_are_attributed_to_their_own_chunk():
+    chunks = three_chunks()
+    data = {"facts": [
+        {"chunk": "c2", "category": "preferences", "text": "Prefers tea over coffee.", "subject": "Hot Drink"},
+        {"chunk": "c1", "category": "projects", "text": "Is building Harbor.", "subject": "harbor: purpose",
+         "project": "Harbor"},
+        {"chunk": "c2", "category": "dates", "text": "Moves to Berlin in August 2025.", "subject": "move",
+         "date": "2025-08"},
+    ]}
+    facts = parse_fact_result("u1", "j1", data, chunks)
+    assert [(f.chunk_id, f.ordinal) for f in facts] == [("chunk-002", 0), ("chunk-001", 0), ("chunk-002", 1)]
+    tea = facts[0]
+    assert tea.conversation_id == "conv-b" and tea.message_ids == ["m2a", "m2b"]
+    assert tea.message_time == chunks[1].message_time
+    assert tea.user_id == "u1" and tea.job_id == "j1"
+    assert tea.subject == "hot drink"
+    assert tea.project is None and tea.date is None and tea.context is None
+    assert facts[1].project == "Harbor" and facts[2].date == "2025-08"
+
+
+def test_fact_ids_are_deterministic_per_chunk_and_ordinal():
+    chunks = three_chunks()
+    data = {"facts": [{"chunk": "c1", "category": "beliefs", "text": f"Believes thing {k}.", "subject": f"s{k}"}
+                      for k in range(3)]}
+    a = parse_fact_result("u1", "j1", data, chunks)
+    b = parse_fact_result("u1", "j2", copy.deepcopy(data), chunks)
+    assert [f.fact_id for f in a] == [f.fact_id for f in b]
+    assert a[2].fact_id == str(uuid.uuid5(FACT_NAMESPACE, "chunk-001\x1f2")) == fact_id("chunk-001", 2)
+    assert len({f.fact_id for f in a}) == 3
+    assert Fact.from_dict(a[0].to_dict()) == a[0]
+
+
+def test_unknown_refs_bad_categories_and_junk_are_dropped():
+    chunks = three_chunks()
+    data = {"facts": [
+        {"chunk": "c9", "category": "preferences", "text": "Unknown ref.", "subject": "x"},
+        {"chunk": "c1", "category": "gossip", "text": "Bad category.", "subject": "x"},
+        {"chunk": "c1", "category": "preferences", "text": "   ", "subject": "x"},
+        "not an object",
+        {"chunk": "C3", "category": "Decision", "text": "  Chose   Rust\nfor Harbor. ", "subject": ""},
+        {"chunk": "2", "category": "preferences", "text": "Likes jazz.", "subject": "music"},
+        {"chunk": "c2", "category": "preferences", "text": "likes jazz.", "subject": "music"},  # repeated
+    ]}
+    facts = parse_fact_result("u1", "j1", data, chunks)
+    assert [(f.chunk_id, f.category, f.text) for f in facts] == [
+        ("chunk-003", "decisions", "Chose Rust for Harbor."),
+        ("chunk-002", "preferences", "Likes jazz."),
+    ]
+    assert facts[0].subject == "chose rust for harbor"  # no subject: keyed by its own words
+    assert parse_fact_result("u1", "j1", None, chunks) == []
+    assert parse_fact_result("u1", "j1", {"facts": "nope"}, chunks) == []
+
+
+def test_text_is_capped_and_single_chunk_takes_any_ref():
+    only = [chunk(7)]
+    data = {"facts": [{"chunk": "whatever", "category": "projects", "text": "word " * 200, "subject": "s"}]}
+    [fact] = parse_fact_result("u1", "j1", data, only)
+    assert fact.chunk_id == "chunk-007"
+    assert len(fact.text) <= MAX_TEXT_CHARS and fact.text.endswith("…")
+
+
+def test_subject_normalisation():
+    assert normalise_subject("  The Home City. ") == "home city"
+    assert normalise_subject("Harbor:Database") == "harbor: database"
+    assert normalise_subject("**User's** diet") == "diet"
+
+
+def test_categories_are_one_list():
+    assert prompts.FACT_CATEGORIES == FACT_CATEGORIES
+    assert FACTS_SCHEMA["properties"]["facts"]["items"]["properties"]["category"]["enum"] == list(FACT_CATEGORIES)
+
+
+# --------------------------------------------------------------------------- offline rules
+
+CONVO = [
+    ChunkForExtraction("k1", "conv1", "Harbor", (
+        "Conversation: Harbor\n"
+        "User: I'm building Harbor, a self-hosted photo backup app in Rust. I prefer concise answers.\n"
+        "Assistant: I love Go and I decided to use Mongo.\n"
+        "User: We decided to use Postgres for the metadata."), ["m1", "m2", "m3"], T0, 60),
+    ChunkForExtraction("k2", "conv2", "Family", (
+        "User: My sister's wedding is on June 14, 2025 in Porto. Let's talk next week.\n"
+        "User: I believe small teams ship better products."), ["m4"], T0 + 86400, 40),
+    ChunkForExtraction("k3", "conv3", "Style", "User: I hate long preambles. The launch is on 2025-09-01.",
+                       ["m5"], T0 + 2 * 86400, 20),
+]
+
+
+async def extract_offline(chunks):
+    client = OfflineClient()
+    for req, group in build_fact_requests("u1", "j1", chunks):
+        res = await client.complete(req)
+        assert res.ok and res.offline, res.error
+        assert validate_json(res.data, FACTS_SCHEMA) == []
+        yield req, group, res
+
+
+async def test_offline_facts_validate_and_are_attributed():
+    facts = []
+    async for _req, group, res in extract_offline(CONVO):
+        facts += parse_fact_result("u1", "j1", res.data, group)
+    by = {(f.chunk_id, f.category): f for f in facts}
+    assert by[("k1", "projects")].text.startswith("Is building Harbor")
+    assert by[("k1", "projects")].project == "Harbor"
+    assert by[("k1", "preferences")].text == "Prefers concise answers."
+    assert by[("k1", "decisions")].text == "Decided to use Postgres for the metadata."
+    assert by[("k2", "dates")].date == "2025-06-14"
+    assert by[("k2", "beliefs")].text == "Believes small teams ship better products."
+    assert by[("k3", "dates")].date == "2025-09-01"
+    assert by[("k3", "preferences")].text == "Dislikes long preambles."
+    texts = " ".join(f.text for f in facts)
+    # Only the person's lines: the assistant's "I love Go" / "Mongo" are not facts about them.
+    assert "Go" not in texts.split() and "Mongo" not in texts
+    assert "next week" not in texts
+    assert all(f.category in FACT_CATEGORIES for f in facts)
+
+
+async def test_offline_facts_are_deterministic():
+    a = [res.data async for _, _, res in extract_offline(CONVO)]
+    b = [res.data async for _, _, res in extract_offline(copy.deepcopy(CONVO))]
+    assert a == b
+
+
+# --------------------------------------------------------------------------- model answers
+
+
+def test_synthesised_answers_validate_and_parse():
+    """The fake server's synthesis (schema-valid, content random) never breaks parsing."""
+    for n in (1, 3):
+        [(req, group)] = build_fact_requests("u1", "j1", [chunk(i, words=10) for i in range(n)])
+        for seed in range(5):
+            data = synthesise(req.schema, f"seed-{seed}", ["alpha", "bravo", "charlie"])
+            assert validate_json(data, FACTS_SCHEMA) == []
+            facts = parse_fact_result("u1", "j1", data, group)
+            assert {f.chunk_id for f in facts} <= {c.chunk_id for c in group}
+            if n == 1:
+                assert facts  # one chunk: every fact is that chunk's
+
+
+async def test_facts_through_the_real_sdk_and_fake_server(fake_server):
+    from soulprint.services.llm.anthropic_provider import AnthropicClient
+
+    client = AnthropicClient(fast_config(fake_server.url, cache_enabled=False), limiter=fresh_limiter())
+    try:
+        [(req, group)] = build_fact_requests("u1", "j1", [CONVO[0]])
+        res = await client.complete(req)
+    finally:
+        await client.aclose()
+    assert res.ok, res.error
+    facts = parse_fact_result("u1", "j1", res.data, group)
+    assert facts and all(f.chunk_id == "k1" and f.category in FACT_CATEGORIES for f in facts)
+    sent = fake_server.requests_log[-1]["body"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "record_facts"}
+    # The long shared system prompt is marked for prompt caching.
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
