@@ -92,7 +92,7 @@ MAYA = {
     "slots": {
         "first": "Maya", "city": "Lisbon", "partner": "Jonas", "pet": "Pixel", "company": "Tidewater",
         "job": "data engineer", "project": "Harbor", "blog": "Crumb & Coast", "hometown": "Uppsala",
-        "sibling": "Elin", "editor": "VS Code", "work_topic": "moving our pipeline orchestration to Dagster",
+        "sibling": "Elin", "editor": "VS Code", "work_topic": "data contracts for shipment tracking events",
     },
     "code_langs": ["python", "python", "python", "python", "sql", "sql", "sql", "shell"],
     "facts": [
@@ -1266,6 +1266,8 @@ def fill(template: str, slots: Slots) -> str:
 
 def pick_valid(rng: random.Random, items: list, t: float):
     """A random item whose time window contains t (plain strings are always valid)."""
+    if not items:
+        return None
     for _ in range(6):
         item = rng.choice(items)
         if isinstance(item, str):
@@ -1294,6 +1296,16 @@ def file_id(rng: random.Random, t: float) -> tuple[str, str]:
         return "file-service://" + fid, fid
     fid = "file_%032x" % rng.getrandbits(128)
     return "sediment://" + fid, fid
+
+
+# Sentence starters that may lose their capital; names and "I" never do.
+_LOWERABLE = frozenset("What How Can Give Plan Is Are We Help Write Find Explain Compare Search Suggest Make Draft "
+                       "Why My Our Does Do Proofread Prepare Group Tighten".split())
+
+
+def _lower_first(text: str) -> str:
+    first = text.split(" ", 1)[0]
+    return text[0].lower() + text[1:] if first in _LOWERABLE else text
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -1507,6 +1519,11 @@ class Planner:
                 return text, mem
         return None
 
+    def untold(self, topic: str, spec: dict) -> list:
+        """The topic's requests minus story beats already told (a plan is made once)."""
+        told = {self.story[k][1] for k in self.told if self.story[k][0] == topic}
+        return [item for item in spec["requests"] if item not in told] if told else spec["requests"]
+
     def slots(self) -> Slots:
         return Slots(self.rng, self.persona["slots"])
 
@@ -1604,7 +1621,7 @@ class Planner:
         elif topic == "data_analysis":
             title, first = "Analyse «csv»", "I've uploaded «csv». Can you «analysis»?"
         else:
-            picked = beat or pick_valid(rng, spec["requests"], created)
+            picked = beat or pick_valid(rng, self.untold(topic, spec), created)
             if picked is None:  # nothing fits this persona at this date: a general question instead
                 topic, spec = "general", GENERIC_TOPICS["general"]
                 title, first = qa[0], qa[1]
@@ -1635,11 +1652,11 @@ class Planner:
                     text = f"{fact_text} {text}" if rng.random() < 0.6 else f"{text} {fact_text}"
             if i == 0 and rng.random() < 0.25:
                 greeting = rng.choice(("Hi! ", "Hey, ", "Quick question: ", "Hello. ", "Hey, so "))
-                if greeting.endswith(", ") or greeting.endswith("so "):
-                    text = text[0].lower() + text[1:] if not text.startswith("I ") else text
+                if greeting.endswith((", ", "so ")):
+                    text = _lower_first(text)
                 text = greeting + text
             if i == 0 and rng.random() < 0.05:
-                text = text[0].lower() + text[1:]  # people type sloppily too
+                text = _lower_first(text)  # people type sloppily too
             turn = Turn(user=text, t=t, answer="")
             if topic in TECH_TOPICS or topic in DRAFT_TOPICS:
                 big_paste = rng.random() < 0.03
@@ -2171,14 +2188,21 @@ class Sink:
             self.zip.close()
 
 
-def _plan_times(rng: random.Random, count: int):
-    """Newest first, like the export: start times walking back from END_TIME."""
+def _plan_times(rng: random.Random, count: int, exact: bool):
+    """Newest first, like the export: start times walking back from END_TIME.
+
+    Uneven gaps whose sum tracks count * mean gap, so the history spans about
+    SPAN_SECONDS; exactly, when the count is known up front."""
     mean_gap = SPAN_SECONDS / max(count, 1)
     t = END_TIME - rng.uniform(600, 7200)
+    if exact:
+        gaps = [rng.uniform(0.1, 1.9) for _ in range(max(count - 1, 0))]
+        scale = (SPAN_SECONDS - 7200) / sum(gaps) if gaps else 0.0
+        for gap in gaps:
+            yield t
+            t -= gap * scale
     while True:
         yield t
-        # Uneven gaps, but their sum tracks count * mean_gap so the history
-        # spans about SPAN_SECONDS whatever the count.
         t -= mean_gap * rng.uniform(0.1, 1.9)
 
 
@@ -2214,7 +2238,7 @@ def _generate(args) -> dict:
     count = 0
     files: list[dict] = []
     split_bytes = int(args.split_mb * 1024 * 1024)
-    times = _plan_times(rng, expected)
+    times = _plan_times(rng, expected, exact=bool(limit))
 
     def done() -> bool:
         return count >= limit if limit else json_bytes >= target

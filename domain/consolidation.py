@@ -92,6 +92,10 @@ def similarity(norm_a: str, tokens_a: frozenset[str], norm_b: str, tokens_b: fro
     j = _jaccard(tokens_a, tokens_b)
     if j >= JACCARD_DUPLICATE:
         return j
+    if j < _CANDIDATE_JACCARD:
+        # Character-level near-duplicates share most of their words too; this
+        # cheap gate keeps difflib for the few pairs that can still pass.
+        return None
     la, lb = len(norm_a), len(norm_b)
     # A ratio >= 0.9 needs lengths within ~20% of each other; checking that
     # first keeps the quadratic SequenceMatcher off most pairs.
@@ -145,20 +149,21 @@ class _Clusterer:
     def add(self, item: _Item) -> int:
         ci = self.exact.get(item.norm)
         if ci is None:
-            ci = self._find(item)
-        if ci is None:
-            ci = len(self.clusters)
-            self.clusters.append(_Cluster(rep=item))
-            for tok in self._prefix(item.tokens):
-                self.index[tok].append(ci)
+            prefix = self._prefix(item.tokens)
+            ci = self._find(item, prefix)
+            if ci is None:
+                ci = len(self.clusters)
+                self.clusters.append(_Cluster(rep=item))
+                for tok in prefix:
+                    self.index[tok].append(ci)
         self.exact.setdefault(item.norm, ci)
         self.clusters[ci].items.append(item)
         return ci
 
-    def _find(self, item: _Item) -> int | None:
+    def _find(self, item: _Item, prefix: list[str]) -> int | None:
         candidates: list[int] = []
         seen: set[int] = set()
-        for tok in self._prefix(item.tokens):
+        for tok in prefix:
             for ci in self.index.get(tok, ()):
                 if ci not in seen:
                     seen.add(ci)

@@ -87,6 +87,14 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no log"
+
+
 class EmbeddedKafka:
     """Tansu on a free loopback port, for the life of this process."""
 
@@ -232,8 +240,21 @@ class EmbeddedPostgres:
             preexec_fn=_child_setup(uid, gid, signal.SIGINT),
         )
         log.close()
-        _wait_for_port(port, self.proc, "embedded PostgreSQL", 30)
+        self._wait_ready(port, timeout_s=60)
         return port
+
+    def _wait_ready(self, port: int, timeout_s: float) -> None:
+        """Postgres opens its port before it accepts connections (startup, recovery);
+        it writes "ready" into postmaster.pid when it does."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = _log_tail(self.data_dir / "postgres.log")
+                raise EmbeddedError(f"embedded PostgreSQL exited with code {self.proc.returncode}: {tail}")
+            if self._running_port() == port:
+                return
+            time.sleep(0.05)
+        raise EmbeddedError(f"embedded PostgreSQL was not ready within {timeout_s:.0f}s")
 
     def stop(self) -> None:
         _stop(self.proc, signal.SIGINT, 15)

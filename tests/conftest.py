@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,9 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def make_data_dir(name: str) -> Path:
+    """A data directory outside pytest's basetemp.
+
+    As root, embedded Postgres runs as a system user that must traverse the
+    path; pytest resets /tmp/pytest-of-<user> to 0700 whenever a session starts.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"soulprint-{name}-"))
+
+
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("soulprint-data")
+def data_root():
+    root = make_data_dir("tests")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(data_root):
+    data_dir = data_root / "session"
     base = dataclasses.replace(
         load_settings(),
         data_dir=data_dir,

@@ -36,8 +36,8 @@ def children_alive(pids) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cli-data")
+def data_dir(data_root):
+    return data_root / "cli"
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_no_wait_refuses_the_embedded_broker(data_dir):
     assert "--no-wait needs SOULPRINT_KAFKA_BOOTSTRAP" in result.stderr
 
 
-def test_killed_cli_leaves_no_broker_or_postgres_behind(data_dir, tmp_path):
+def test_killed_cli_leaves_no_broker_or_postgres_behind(data_root):
     """SIGKILL gives the CLI no chance to clean up; the children must still die."""
     script = (
         "import sys, os;"
@@ -99,7 +99,7 @@ def test_killed_cli_leaves_no_broker_or_postgres_behind(data_dir, tmp_path):
         "print(os.getpid(), flush=True); sys.stdin.read()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOULPRINT_")}
-    env["SOULPRINT_DATA_DIR"] = str(tmp_path / "killed")
+    env["SOULPRINT_DATA_DIR"] = str(data_root / "killed")
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env=env)
     pid = int(proc.stdout.readline())

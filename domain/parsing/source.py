@@ -134,10 +134,10 @@ class ExportSource:
             if name.startswith("__MACOSX/"):  # Finder's resource forks
                 continue
             files[name] = info
-        sizes = {name: (info.file_size, info.compress_size) for name, info in files.items()}
+        sizes = {name: (info.file_size, info.compress_size, info.filename) for name, info in files.items()}
         self._select(sizes, where=f"the zip {self.display}")
         for m in self.members + ([self.manifest] if self.manifest else []):
-            info = files[m.key]
+            info = files[m.name]
             if info.flag_bits & 0x1:
                 self.close()
                 raise ExportError("bad_zip", f"zip member {m.name} is encrypted")
@@ -153,7 +153,7 @@ class ExportSource:
 
     def _scan_folder(self) -> None:
         root = self.path
-        sizes: dict[str, tuple[int, None]] = {}
+        sizes: dict[str, tuple[int, None, str]] = {}
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # deterministic
             for fn in filenames:
@@ -161,16 +161,15 @@ class ExportSource:
                     full = os.path.join(dirpath, fn)
                     rel = os.path.relpath(full, root).replace(os.sep, "/")
                     try:
-                        sizes[rel] = (os.path.getsize(full), None)
+                        sizes[rel] = (os.path.getsize(full), None, full)
                     except OSError:
                         continue
         self._select(sizes, where=f"the folder {self.display}")
-        for m in self.members + ([self.manifest] if self.manifest else []):
-            m.key = str(root / m.key)
         self._check_total()
 
-    def _select(self, sizes: dict[str, tuple[int, int | None]], where: str) -> None:
-        """Pick the conversations files: the manifest's list, split files or conversations.json."""
+    def _select(self, sizes: dict[str, tuple[int, int | None, str]], where: str) -> None:
+        """sizes: normalised name ("a/b.json") -> (size, compressed size or None, key to open)."""
+        # Pick the conversations files: the manifest's list, split files or conversations.json.
         by_dir: dict[str, list[str]] = {}
         manifests: dict[str, str] = {}
         for name in sizes:
@@ -192,8 +191,8 @@ class ExportSource:
         self.split = bool(split)
 
         def member(name: str) -> Member:
-            size, compressed = sizes[name]
-            return Member(name, name, size, compressed)
+            size, compressed, key = sizes[name]
+            return Member(name, key, size, compressed)
 
         self.members = [member(n) for n in chosen]
         if folder in manifests:
