@@ -153,5 +153,5 @@ def test_prompt_rendering():
     user = messages[0]["content"]
     assert '<conversation index="1" title="Portfolio site" date="2024-01-01">' in user
     assert "part 1 of 2" in user and "User's name is Maya." in user
-    assert PROMPTS["quick_sections"].implemented and not PROMPTS["facts"].implemented
-    assert set(PROMPTS) == {"quick_sections", "facts", "memory", "sections_v2"}
+    assert all(p.implemented for p in PROMPTS.values())
+    assert set(PROMPTS) == {"quick_sections", "facts", "reduce_facts", "memory", "sections_v2"}

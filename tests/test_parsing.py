@@ -419,7 +419,7 @@ def test_truncated_json(tmp_path):
     assert str(err) == "truncated JSON in conversations.json after 1,234 bytes"
 
 
-def test_truncated_zip_member(tmp_path):
+def test_corrupted_zip_member(tmp_path):
     good = make_zip(tmp_path / "good.zip", {"conversations.json": CLASSIC.read_bytes()})
     raw = good.read_bytes()
     with zipfile.ZipFile(good) as zf:
@@ -431,7 +431,8 @@ def test_truncated_zip_member(tmp_path):
     (tmp_path / "cut.zip").write_bytes(bytes(cut))
     with pytest.raises(ExportError) as exc:
         read_all(tmp_path / "cut.zip")
-    assert exc.value.code in ("bad_zip", "truncated", "not_json") and "\n" not in str(exc.value)
+    assert exc.value.code == "bad_zip" and "\n" not in str(exc.value)
+    assert str(exc.value).startswith("corrupt zip member conversations.json in cut.zip")
 
 
 @pytest.mark.parametrize("value", [42, "a string", True, None, {"foo": 1}, [1, 2], ["x"], [[]],
@@ -639,3 +640,42 @@ def test_export_error_is_one_line_and_picklable():
     assert str(err) == "bad name here" and err.code == "not_json"
     again = pickle.loads(pickle.dumps(err))
     assert again.code == "not_json" and str(again) == "bad name here"
+
+
+# ----------------------------------------------------------------- unzip thread
+
+def _unzip_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "soulprint-unzip" and t.is_alive()]
+
+
+def test_prefetched_zip_reads_the_same_as_serial(tmp_path, monkeypatch):
+    from soulprint.domain.parsing import source
+
+    convs = [simple_chat(f"z{i}", answer=f"answer {i} " + "words " * 200) for i in range(3000)]
+    path = make_zip(tmp_path / "big.zip", {"conversations.json": json.dumps(convs)})  # several MiB: many blocks
+    threaded, reader = read_all(path)
+    monkeypatch.setattr(source, "PREFETCH", False)
+    serial, _ = read_all(path)
+    assert threaded == serial and len(threaded) == 3000
+    assert reader.summary.bytes_read == zipfile.ZipFile(path).getinfo("conversations.json").file_size
+    assert not _unzip_threads()
+
+
+def test_stopping_early_ends_the_unzip_thread(tmp_path):
+    convs = [simple_chat(f"z{i}", answer="words " * 300) for i in range(3000)]
+    path = make_zip(tmp_path / "big.zip", {"conversations.json": json.dumps(convs)})
+    reader = ExportReader(path)
+    iterator = iter(reader)
+    assert next(iterator).id == "z0"
+    assert _unzip_threads()  # reading ahead
+    iterator.close()  # what a `break` out of a for loop does once the generator is dropped
+    assert not _unzip_threads()
+
+
+def test_errors_inside_the_unzip_thread_reach_the_reader(tmp_path):
+    path = make_zip(tmp_path / "cut.zip", {"conversations.json": json.dumps([simple_chat("a")] * 2000)[:-3000]})
+    err = expect_error("truncated", path)
+    assert "conversations.json in cut.zip" in str(err)
+    assert not _unzip_threads()

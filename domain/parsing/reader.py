@@ -71,7 +71,7 @@ class ExportReader:
             for member in src.members:
                 prefix = conversations_prefix(lambda m=member: src.open(m, self._sniff_budget()),
                                               _label(src, member))
-                reader = src.open(member, budget)
+                reader = src.open(member, budget, prefetch=True)
                 try:
                     index = 0
                     for item in iter_items(reader, prefix):
