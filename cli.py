@@ -202,9 +202,11 @@ async def _stop_app(app) -> None:
 
 
 def job_finished(job: dict) -> bool:
+    """Failed, or complete with the quick pass and the full pass both ended."""
     if job["status"] == "failed":
         return True
-    return job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
+    return (job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
+            and job["full_pass_status"] in ("complete", "failed", "skipped"))
 
 
 async def job_extras(db, job: dict) -> dict:
@@ -222,7 +224,7 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
         view.update(job)
         if job_finished(job):
             return job
-        marker = (job["status"], job["quick_status"], job["updated_at"])
+        marker = (job["status"], job["quick_status"], job["updated_at"], job["full_pass_moved_at"])
         if marker != last_seen:
             last_seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > settings.stall_timeout_s:

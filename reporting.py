@@ -20,6 +20,17 @@ def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[s
         "status": job["status"],
         "quick_status": job["quick_status"],
         "quick_error": job["quick_error"],
+        "full_pass_status": job["full_pass_status"],
+        "full_pass": {
+            "stage": job["full_pass_stage"],
+            "progress": _full_pass_progress(job),
+            "chunks_extracted": job["extraction_done"],
+            "chunks_total": job["extraction_total"],
+            "facts": job["facts_total"],
+            "consolidated_facts": job["consolidated_total"],
+            "error": job["full_pass_error"],
+            "duration_s": _seconds(job["full_pass_started_at"], job["full_pass_finished_at"]),
+        },
         "stage": job["stage"],
         "progress": round(float(job["progress"]), 1),
         "error": job["error"],
@@ -58,6 +69,21 @@ def stage_durations(job: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _full_pass_progress(job: dict[str, Any]) -> float:
+    if job["full_pass_status"] in ("complete", "skipped"):
+        return 100.0
+    if not job["extraction_total"]:
+        return 0.0
+    # Extraction is nearly all of the work; the last three stages are one LLM call each.
+    share = {"facts": 0.0, "consolidating": 0.9, "memory": 0.93, "sections": 0.96}.get(job["full_pass_stage"], 0.0)
+    extracted = min(1.0, job["extraction_done"] / job["extraction_total"])
+    return round(100.0 * max(share, 0.9 * extracted), 1)
+
+
+def _seconds(start, end) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -79,7 +105,7 @@ class ProgressView:
     def update(self, job: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job)]
+        lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job), self._full_line(job)]
         if self.lines_drawn:
             self.stream.write(f"\x1b[{self.lines_drawn}F")
         for line in lines:
@@ -94,6 +120,22 @@ class ProgressView:
         if state == "failed":
             return f"{'quick':<9} failed: {job['quick_error']}"
         return f"{'quick':<9} {_bar(0.0)} {'writing the soulprint' if state == 'running' else 'waiting for the sample'}"
+
+    def _full_line(self, job: dict[str, Any]) -> str:
+        state = job["full_pass_status"]
+        if state == "failed":
+            return f"{'full pass':<9} failed: {job['full_pass_error']}"
+        if state == "skipped":
+            return f"{'full pass':<9} skipped (fewer conversations than the full pass needs)"
+        progress = _full_pass_progress(job)
+        note = {
+            "pending": "waiting for chunks",
+            "complete": "MEMORY and v2 sections ready",
+        }.get(state) or (
+            f"{job['extraction_done']:,}/{job['extraction_total']:,} chunks read, {job['facts_total']:,} facts"
+            if job["full_pass_stage"] == "facts" else f"{job['full_pass_stage']}"
+        )
+        return f"{'full pass':<9} {_bar(progress / 100.0)} {progress:5.1f}%  {note}"
 
     def _line(self, stage: str, job: dict[str, Any]) -> str:
         status = job["status"]
@@ -134,6 +176,12 @@ def summary_text(job: dict[str, Any], extra: dict[str, Any] | None = None) -> st
         "  quick pass     " + (
             "quick_ready" if job["quick_status"] == "ready"
             else f"{job['quick_status']}" + (f": {job['quick_error']}" if job["quick_error"] else "")
+        ),
+        "  full pass      " + job["full_pass_status"] + (
+            f": {job['extraction_done']:,} chunks read, {job['facts_total']:,} facts,"
+            f" {job['consolidated_total']:,} after consolidation"
+            if job["full_pass_status"] == "complete" else
+            (f": {job['full_pass_error']}" if job["full_pass_error"] else "")
         ),
     ]
     usage = (extra.get("llm_usage") or {}).get("total")

@@ -65,7 +65,7 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    from soulprint.agents import chunker, ingest, quick
+    from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick, reconciler, sections
     from soulprint.services.llm import PostgresCache, PostgresUsageSink, build_llm_client, config_from_env
 
     db = await Postgres.connect(settings.database_url)
@@ -73,7 +73,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     topics = Topics(app, settings.topic_prefix, settings.partitions)
     llm = build_llm_client(config_from_env(), sink=PostgresUsageSink(db.pool), cache=PostgresCache(db.pool))
     rt = Runtime(settings=settings, db=db, app=app, topics=topics, llm=llm)
-    ingest.register(rt)
-    chunker.register(rt)
-    quick.register(rt)
+    # The pipeline, in the order events flow through it.
+    for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
+        stage.register(rt)
     return rt

@@ -75,6 +75,18 @@ class Settings:
     recent_days: int = 90
     # `soulprint import` gives up on a job whose status row stops changing.
     stall_timeout_s: float = 600.0
+    # Full pass.
+    min_full_pass_conversations: int = 50  # smaller exports get the quick pass only
+    facts_batch_size: int = 64  # chunk events the facts agent takes at once
+    facts_concurrency: int = 4  # batches in flight per worker (the LLM limiter bounds requests)
+    facts_request_tokens: int = 6000  # small chunks are packed into one request up to this
+    consolidation_budget_tokens: int = 150_000  # above it, facts are reduced by the LLM
+    # Reconciler: re-drives work that stopped moving, within bounds.
+    reconcile_interval_s: float = 15.0
+    stall_after_s: float = 120.0
+    max_redrives: int = 5
+    extraction_max_attempts: int = 3
+    full_pass_deadline_s: float = 1800.0
     parse_limits: ParseLimits = field(default_factory=ParseLimits)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
 
@@ -115,5 +127,15 @@ def load_settings() -> Settings:
         stale_claim_s=_float("SOULPRINT_STALE_CLAIM_SECONDS", 120.0),
         recent_days=_int("SOULPRINT_RECENT_DAYS", 90),
         stall_timeout_s=_float("SOULPRINT_STALL_TIMEOUT", 600.0),
+        min_full_pass_conversations=_int("SOULPRINT_FULL_PASS_MIN_CONVERSATIONS", 50),
+        facts_batch_size=_int("SOULPRINT_FACTS_BATCH_SIZE", 64),
+        facts_concurrency=_int("SOULPRINT_FACTS_CONCURRENCY", 4),
+        facts_request_tokens=_int("SOULPRINT_FACTS_REQUEST_TOKENS", 6000),
+        consolidation_budget_tokens=_int("SOULPRINT_CONSOLIDATION_BUDGET_TOKENS", 150_000),
+        reconcile_interval_s=_float("SOULPRINT_RECONCILE_INTERVAL", 15.0),
+        stall_after_s=_float("SOULPRINT_STALL_AFTER", 120.0),
+        max_redrives=_int("SOULPRINT_MAX_REDRIVES", 5),
+        extraction_max_attempts=_int("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", 3),
+        full_pass_deadline_s=_float("SOULPRINT_FULL_PASS_DEADLINE", 1800.0),
         parse_limits=limits,
     )

@@ -8,11 +8,16 @@ and close any job whose every conversation is now chunked.
 
 from __future__ import annotations
 
+import logging
+
 from soulprint.agents.containment import contained
+from soulprint.agents.facts import after_chunking
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported, IngestCompleted
 from soulprint.services.postgres import ChunkWrite
 from soulprint.topics import conversation_key
+
+log = logging.getLogger("soulprint.agents.chunker")
 
 
 def register(rt) -> None:
@@ -45,8 +50,10 @@ async def chunk_batch(rt, batch: list) -> None:
             ),
         )
     for job_id in sorted({e.job_id for e in conversations} | {e.job_id for e in completed}):
-        await contained(rt, "chunker", completed[0] if completed else conversations[0],
-                        lambda job_id=job_id: _complete(rt, job_id))
+        try:
+            await complete_if_chunked(rt, job_id)
+        except Exception:  # noqa: BLE001 - the reconciler notices a job that stops moving
+            log.exception("completion check failed for job %s", job_id)
 
 
 async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite]:
@@ -58,5 +65,8 @@ async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite
     return await rt.db.write_chunks(writes)
 
 
-async def _complete(rt, job_id: str) -> None:
-    await rt.db.complete_chunking(job_id, rt.settings.recent_days)
+async def complete_if_chunked(rt, job_id: str) -> None:
+    """Close the job if every conversation has its chunks; the winner starts the full pass."""
+    s = rt.settings
+    if await rt.db.complete_chunking(job_id, s.recent_days, s.min_full_pass_conversations):
+        await after_chunking(rt, job_id)

@@ -58,3 +58,16 @@ async def dead_letter(rt, stage: str, event, exc: BaseException) -> None:
         )
     except Exception:  # noqa: BLE001
         log.exception("could not write dead letter for %s", stage)
+
+
+async def contained_full_pass(rt, stage: str, event, work: Callable[[], Awaitable[None]]) -> None:
+    """Like ``contained``, but a failure fails only the full pass: the import and v1 stay."""
+    try:
+        await work()
+    except Exception as exc:  # noqa: BLE001
+        log.error("%s failed on job %s: %s\n%s", stage, event.job_id, one_line(exc), traceback.format_exc())
+        await dead_letter(rt, stage, event, exc)
+        try:
+            await rt.db.fail_full_pass(event.job_id, f"{stage} failed: {one_line(exc)}")
+        except Exception:  # noqa: BLE001
+            log.exception("could not mark the full pass of job %s failed", event.job_id)

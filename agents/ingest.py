@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from soulprint.agents.chunker import complete_if_chunked
 from soulprint.agents.containment import contained
 from soulprint.agents.offload import iterate_in_thread
 from dataclasses import asdict
@@ -64,11 +65,12 @@ async def ingest_export(rt, event: ImportRequested) -> None:
     if not await db.finish_ingest(event.job_id, summary, reader.profile):
         return  # failed or taken over meanwhile: the newer owner reports
     profile = reader.profile
+    samples = [asdict(s) for s in sampler.result(summary.newest_message_time)]
+    await db.save_sample(event.job_id, samples)  # the v2 sections reuse it
     await topics.quick.send(
         key=event.user_id,
         value=QuickPassRequested(
-            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations,
-            samples=[asdict(s) for s in sampler.result(summary.newest_message_time)],
+            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations, samples=samples,
             profile={"user_profile": profile.user_profile, "user_instructions": profile.user_instructions,
                      "saved_memory": list(profile.saved_memory)},
         ),
@@ -83,4 +85,4 @@ async def ingest_export(rt, event: ImportRequested) -> None:
     )
     # The chunker may already have written every conversation before the
     # totals were known; then nobody else would notice the job is done.
-    await db.complete_chunking(event.job_id, rt.settings.recent_days)
+    await complete_if_chunked(rt, event.job_id)

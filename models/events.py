@@ -165,3 +165,30 @@ class SectionsPublished(Event, namespace="soulprint.SectionsPublished"):
     version: int = 1
     offline: bool = False
     soulprint_text: str = ""
+
+
+# -- facts, consolidated and memory topics ---------------------------------
+
+
+class FullPassEvent(Event, abstract=True):
+    job_id: str = ""
+    user_id: str = ""
+
+
+class FactsExtracted(FullPassEvent, namespace="soulprint.FactsExtracted"):
+    """Every extraction chunk of the job has its facts (counted in Postgres): consolidate."""
+
+    facts: int = 0
+
+
+class FactsConsolidated(FullPassEvent, namespace="soulprint.FactsConsolidated"):
+    """The job's facts are merged into one current picture: write MEMORY."""
+
+    consolidated: int = 0
+
+
+class MemoryWritten(FullPassEvent, namespace="soulprint.MemoryWritten"):
+    """MEMORY is stored: rewrite the five sections as version 2."""
+
+    offline: bool = False
+    memory_md: str = ""

@@ -16,7 +16,9 @@ from typing import Any, Iterable, Sequence
 
 import asyncpg
 
+from soulprint.domain.facts import ChunkForExtraction
 from soulprint.models.domain import Chunk, Conversation, ExportSummary, ProfileHints
+from soulprint.models.facts import ConsolidatedFact, Fact
 
 MIGRATIONS_PACKAGE = "soulprint.services"
 MIGRATION_LOCK = 0x5017_0001  # advisory lock id: one migrator at a time across workers
@@ -325,11 +327,13 @@ class Postgres:
             )
             return new_writes
 
-    async def complete_chunking(self, job_id: str, recent_days: int) -> bool:
+    async def complete_chunking(self, job_id: str, recent_days: int, min_full_pass_conversations: int = 50) -> bool:
         """chunking → complete once every imported conversation has its chunks.
 
         Counted from Postgres, so redelivery or replay of events cannot fool it;
-        the UPDATE's WHERE clause lets exactly one caller win.
+        the UPDATE's WHERE clause lets exactly one caller win. The winner also
+        starts the full pass (or marks it skipped for a small export) with its
+        total: the number of medium chunks to extract facts from.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -357,6 +361,19 @@ class Postgres:
                  WHERE job_id = $1
                 """,
                 job_id, row["newest_message_at"], recent_days,
+            )
+            await conn.execute(
+                """
+                UPDATE import_jobs j
+                   SET full_pass_status = CASE WHEN j.conversations >= $2 THEN 'processing' ELSE 'skipped' END,
+                       full_pass_stage = CASE WHEN j.conversations >= $2 THEN 'facts' END,
+                       full_pass_started_at = now(), full_pass_moved_at = now(),
+                       full_pass_finished_at = CASE WHEN j.conversations >= $2 THEN NULL ELSE now() END,
+                       extraction_total = (SELECT count(*) FROM conversation_chunks k
+                                            WHERE k.job_id = j.job_id AND k.tier = 'medium')
+                 WHERE j.job_id = $1 AND j.full_pass_status = 'pending'
+                """,
+                job_id, min_full_pass_conversations,
             )
             return True
 
@@ -441,6 +458,268 @@ class Postgres:
     async def get_soulprint(self, user_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow("SELECT * FROM soulprints WHERE user_id = $1", user_id)
         return dict(row) if row else None
+
+    # -- full pass ---------------------------------------------------------------
+    async def save_sample(self, job_id: str, samples: list[dict]) -> None:
+        await self.pool.execute("UPDATE import_jobs SET sample = $2 WHERE job_id = $1", job_id, samples)
+
+    async def extraction_plan(self, job_ids: Sequence[str], min_conversations: int) -> dict[str, str]:
+        """Per job: 'extract' now, 'skip' (small, failed or finished), or 'defer' (too early to tell).
+
+        Extraction overlaps chunking for large exports; a job whose size is not
+        known yet is deferred and re-driven when chunking completes.
+        """
+        rows = await self.pool.fetch(
+            "SELECT job_id, status, ingest_done, conversations, full_pass_status, full_pass_stage"
+            " FROM import_jobs WHERE job_id = ANY($1::text[])",
+            list(job_ids),
+        )
+        plan = {job_id: "skip" for job_id in job_ids}
+        for r in rows:
+            if r["status"] == "failed" or r["full_pass_status"] in ("skipped", "failed", "complete"):
+                continue
+            if r["full_pass_status"] == "processing":
+                plan[r["job_id"]] = "extract" if r["full_pass_stage"] == "facts" else "skip"
+            elif r["conversations"] >= min_conversations:
+                plan[r["job_id"]] = "extract"
+            elif not r["ingest_done"]:
+                plan[r["job_id"]] = "defer"
+        deferred = [job for job, what in plan.items() if what == "defer"]
+        if deferred:
+            await self.pool.execute(
+                "UPDATE import_jobs SET full_pass_deferred = true WHERE job_id = ANY($1::text[])", deferred
+            )
+        return plan
+
+    async def chunks_to_extract(self, job_id: str, chunk_ids: Sequence[str]) -> list[ChunkForExtraction]:
+        """The medium chunks among ``chunk_ids`` that do not have their facts yet."""
+        rows = await self.pool.fetch(
+            """
+            SELECT k.chunk_id::text AS chunk_id, k.conversation_id, k.conversation_title, k.content,
+                   k.message_ids, extract(epoch from k.message_at) AS message_time, k.token_count
+              FROM conversation_chunks k
+             WHERE k.chunk_id = ANY($2::uuid[]) AND k.tier = 'medium'
+               AND NOT EXISTS (SELECT 1 FROM fact_extractions e
+                                WHERE e.job_id = $1 AND e.chunk_id = k.chunk_id AND e.status = 'done')
+             ORDER BY k.conversation_id, k.chunk_index
+            """,
+            job_id, list(chunk_ids),
+        )
+        return [
+            ChunkForExtraction(
+                chunk_id=r["chunk_id"], conversation_id=r["conversation_id"], title=r["conversation_title"],
+                content=r["content"], message_ids=list(r["message_ids"]),
+                message_time=float(r["message_time"]) if r["message_time"] is not None else None,
+                token_count=r["token_count"],
+            )
+            for r in rows
+        ]
+
+    async def write_facts(self, job_id: str, chunk_ids: Sequence[str], facts: Sequence[Fact]) -> dict[str, Any]:
+        """Replace the facts of these chunks (idempotent per chunk) and count progress from the rows."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM facts WHERE job_id = $1 AND chunk_id = ANY($2::uuid[])", job_id, list(chunk_ids)
+            )
+            if facts:
+                await conn.copy_records_to_table(
+                    "facts",
+                    columns=["fact_id", "user_id", "job_id", "chunk_id", "conversation_id", "message_ids",
+                             "category", "text", "subject", "project", "date", "context", "message_at", "ordinal"],
+                    records=[
+                        (f.fact_id, f.user_id, f.job_id, f.chunk_id, f.conversation_id, f.message_ids, f.category,
+                         f.text, f.subject, f.project, f.date, f.context, ts(f.message_time), f.ordinal)
+                        for f in facts
+                    ],
+                )
+            per_chunk: dict[str, int] = {c: 0 for c in chunk_ids}
+            for f in facts:
+                per_chunk[f.chunk_id] = per_chunk.get(f.chunk_id, 0) + 1
+            await conn.execute(
+                """
+                INSERT INTO fact_extractions (job_id, chunk_id, status, facts)
+                SELECT $1, c, 'done', n FROM unnest($2::uuid[], $3::int[]) AS x(c, n)
+                ON CONFLICT (job_id, chunk_id) DO UPDATE
+                   SET status = 'done', facts = EXCLUDED.facts, error = NULL, updated_at = now()
+                """,
+                job_id, list(per_chunk), list(per_chunk.values()),
+            )
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET extraction_done = (SELECT count(*) FROM fact_extractions
+                                           WHERE job_id = $1 AND status = 'done'),
+                       facts_total = (SELECT count(*) FROM facts WHERE job_id = $1),
+                       full_pass_moved_at = now(), updated_at = now()
+                 WHERE job_id = $1
+                RETURNING extraction_done, extraction_total, full_pass_status, full_pass_stage
+                """,
+                job_id,
+            )
+            return dict(row) if row else {}
+
+    async def extraction_failed(self, job_id: str, chunk_ids: Sequence[str], error: str) -> None:
+        await self.pool.execute(
+            """
+            INSERT INTO fact_extractions (job_id, chunk_id, status, error)
+            SELECT $1, c, 'failed', $3 FROM unnest($2::uuid[]) AS c
+            ON CONFLICT (job_id, chunk_id) DO UPDATE
+               SET attempts = fact_extractions.attempts + 1, error = EXCLUDED.error, updated_at = now()
+             WHERE fact_extractions.status = 'failed'
+            """,
+            job_id, list(chunk_ids), " ".join(error.split())[:500],
+        )
+
+    async def advance_full_pass(self, job_id: str, from_stage: str, to_stage: str) -> bool:
+        """Move the full pass from one stage to the next; exactly one caller wins.
+
+        Leaving 'facts' additionally requires every extraction chunk to have its
+        facts, counted from the rows, so no redelivered or replayed event can
+        start consolidation early or twice.
+        """
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET full_pass_stage = $3, full_pass_moved_at = now(), updated_at = now()
+             WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = $2
+               AND ($2 <> 'facts' OR (SELECT count(*) FROM fact_extractions e
+                                       WHERE e.job_id = $1 AND e.status = 'done') >= extraction_total)
+            RETURNING job_id
+            """,
+            job_id, from_stage, to_stage,
+        )
+        return row is not None
+
+    async def load_facts(self, job_id: str) -> list[Fact]:
+        rows = await self.pool.fetch(
+            "SELECT fact_id::text, user_id, job_id, chunk_id::text, conversation_id, message_ids, category, text,"
+            " subject, project, date, context, extract(epoch from message_at) AS message_time, ordinal"
+            " FROM facts WHERE job_id = $1 ORDER BY chunk_id, ordinal",
+            job_id,
+        )
+        return [
+            Fact(fact_id=r["fact_id"], user_id=r["user_id"], job_id=r["job_id"], chunk_id=r["chunk_id"],
+                 conversation_id=r["conversation_id"], message_ids=list(r["message_ids"]), category=r["category"],
+                 text=r["text"], subject=r["subject"], project=r["project"], date=r["date"], context=r["context"],
+                 message_time=float(r["message_time"]) if r["message_time"] is not None else None,
+                 ordinal=r["ordinal"])
+            for r in rows
+        ]
+
+    async def store_consolidated(self, job_id: str, user_id: str, facts: Sequence[ConsolidatedFact]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM consolidated_facts WHERE job_id = $1", job_id)
+            await conn.executemany(
+                "INSERT INTO consolidated_facts (job_id, user_id, key, category, position, fact)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                [(job_id, user_id, f.key, f.category, i, f.to_dict()) for i, f in enumerate(facts)],
+            )
+            await conn.execute(
+                "UPDATE import_jobs SET consolidated_total = $2, full_pass_moved_at = now() WHERE job_id = $1",
+                job_id, len(facts),
+            )
+
+    async def load_consolidated(self, job_id: str) -> list[ConsolidatedFact]:
+        rows = await self.pool.fetch(
+            "SELECT fact FROM consolidated_facts WHERE job_id = $1 ORDER BY position", job_id
+        )
+        return [ConsolidatedFact.from_dict(r["fact"]) for r in rows]
+
+    async def store_memory(self, job_id: str, user_id: str, memory_md: str, offline: bool) -> None:
+        await self.pool.execute(
+            "INSERT INTO memories (job_id, user_id, memory_md, offline) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (job_id) DO UPDATE SET memory_md = EXCLUDED.memory_md, offline = EXCLUDED.offline,"
+            " created_at = now()",
+            job_id, user_id, memory_md, offline,
+        )
+        await self.pool.execute("UPDATE import_jobs SET full_pass_moved_at = now() WHERE job_id = $1", job_id)
+
+    async def get_memory(self, job_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM memories WHERE job_id = $1", job_id)
+        return dict(row) if row else None
+
+    async def complete_full_pass(self, job_id: str) -> bool:
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET full_pass_status = 'complete', full_pass_stage = 'done', full_pass_finished_at = now(),
+                   full_pass_moved_at = now(), updated_at = now()
+             WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = 'sections'
+            RETURNING job_id
+            """,
+            job_id,
+        )
+        return row is not None
+
+    async def fail_full_pass(self, job_id: str, reason: str) -> bool:
+        """The full pass fails alone: the import and the v1 sections stay as they are."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET full_pass_status = 'failed', full_pass_error = $2, full_pass_finished_at = now(),
+                   updated_at = now()
+             WHERE job_id = $1 AND full_pass_status IN ('pending', 'processing')
+            RETURNING job_id
+            """,
+            job_id, " ".join(reason.split())[:1000],
+        )
+        return row is not None
+
+    # -- reconciler ----------------------------------------------------------------
+    async def stalled_jobs(self, stall_s: float) -> list[dict[str, Any]]:
+        """Open jobs whose row has not moved for ``stall_s`` seconds, whatever stage they are in."""
+        rows = await self.pool.fetch(
+            """
+            SELECT job_id, user_id, source_uri, status, ingest_done, quick_status, full_pass_status,
+                   full_pass_stage, full_pass_redrives, attempts, sample,
+                   extract(epoch from now() - full_pass_started_at) AS full_pass_age_s
+              FROM import_jobs
+             WHERE (status IN ('queued', 'parsing', 'chunking') AND updated_at < now() - make_interval(secs => $1))
+                OR (status = 'complete' AND quick_status IN ('pending', 'running')
+                    AND updated_at < now() - make_interval(secs => $1))
+                OR (full_pass_status = 'processing' AND full_pass_moved_at < now() - make_interval(secs => $1))
+             ORDER BY created_at
+             LIMIT 100
+            """,
+            stall_s,
+        )
+        return [dict(r) for r in rows]
+
+    async def note_redrive(self, job_id: str, *, full_pass: bool) -> None:
+        column = "full_pass_redrives" if full_pass else "attempts"
+        await self.pool.execute(
+            f"UPDATE import_jobs SET {column} = {column} + 1, updated_at = now(),"
+            " full_pass_moved_at = CASE WHEN $2 THEN now() ELSE full_pass_moved_at END WHERE job_id = $1",
+            job_id, full_pass,
+        )
+
+    async def release_ingest(self, job_id: str) -> None:
+        """Let a stalled parse be claimed again (its worker or its messages are gone)."""
+        await self.pool.execute(
+            "UPDATE import_jobs SET status = 'queued', ingest_done = false, claimed_at = NULL"
+            " WHERE job_id = $1 AND status IN ('parsing', 'chunking')",
+            job_id,
+        )
+
+    async def unextracted_chunks(self, job_id: str, max_attempts: int) -> tuple[dict[str, list[tuple[str, int]]], int]:
+        """Medium chunks of the job still without facts, by conversation; and how many gave up."""
+        rows = await self.pool.fetch(
+            """
+            SELECT k.conversation_id, k.chunk_id::text AS chunk_id, k.token_count, e.attempts
+              FROM conversation_chunks k
+              LEFT JOIN fact_extractions e ON e.job_id = $1 AND e.chunk_id = k.chunk_id
+             WHERE k.job_id = $1 AND k.tier = 'medium' AND (e.status IS NULL OR e.status = 'failed')
+            """,
+            job_id,
+        )
+        pending: dict[str, list[tuple[str, int]]] = {}
+        exhausted = 0
+        for r in rows:
+            if r["attempts"] is not None and r["attempts"] >= max_attempts:
+                exhausted += 1
+                continue
+            pending.setdefault(r["conversation_id"], []).append((r["chunk_id"], r["token_count"]))
+        return pending, exhausted
 
     # -- reads -----------------------------------------------------------------
     async def chunk_counts(self, job_id: str) -> dict[str, int]:

@@ -679,3 +679,15 @@ def test_errors_inside_the_unzip_thread_reach_the_reader(tmp_path):
     err = expect_error("truncated", path)
     assert "conversations.json in cut.zip" in str(err)
     assert not _unzip_threads()
+
+
+def test_zip_member_that_is_not_json(tmp_path):
+    err = expect_error("not_json", make_zip(tmp_path / "x.zip", {"conversations.json": "<html>oops</html>"}))
+    assert str(err) == "conversations.json in x.zip is not JSON"
+
+
+def test_export_error_constructors():
+    assert ExportError("too_deep", "deep").code == "too_deep"
+    err = ExportError("message only", code="empty")
+    assert (err.code, str(err)) == ("empty", "message only")
+    assert ExportError("bare").code == "error"

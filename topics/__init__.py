@@ -51,7 +51,34 @@ CHUNKS = TopicSpec(
     "chunks",
     events.ConversationChunked,
     key="user_id:conversation_id",
-    why="Same key as conversations: fan-out per conversation, a conversation's chunks together.",
+    why=(
+        "Same key as conversations: one job's chunks spread over every partition, so one large "
+        "import keeps every worker's facts agent busy; a conversation's chunks stay together."
+    ),
+)
+
+FACTS = TopicSpec(
+    "facts",
+    events.FactsExtracted,
+    key="job_id",
+    why=(
+        "Consolidation needs all of one job's facts at once: keyed by job so every trigger "
+        "for a job meets the same consumer; the start itself is a state transition in Postgres."
+    ),
+)
+
+CONSOLIDATED = TopicSpec(
+    "consolidated",
+    events.FactsConsolidated,
+    key="job_id",
+    why="One MEMORY per job: keyed by job, the memory stage for a job runs in one place, in order.",
+)
+
+MEMORY = TopicSpec(
+    "memory",
+    events.MemoryWritten,
+    key="job_id",
+    why="One v2 rewrite per job, after its MEMORY: keyed by job for the same reason.",
 )
 
 QUICK = TopicSpec(
@@ -79,7 +106,7 @@ DEAD_LETTERS = TopicSpec(
     partitions=1,
 )
 
-ALL = (IMPORTS, CONVERSATIONS, CHUNKS, QUICK, SECTIONS, DEAD_LETTERS)
+ALL = (IMPORTS, CONVERSATIONS, CHUNKS, FACTS, CONSOLIDATED, MEMORY, QUICK, SECTIONS, DEAD_LETTERS)
 
 
 class Topics:
@@ -99,6 +126,9 @@ class Topics:
         self.imports = declare(IMPORTS)
         self.conversations = declare(CONVERSATIONS)
         self.chunks = declare(CHUNKS)
+        self.facts = declare(FACTS)
+        self.consolidated = declare(CONSOLIDATED)
+        self.memory = declare(MEMORY)
         self.quick = declare(QUICK)
         self.sections = declare(SECTIONS)
         self.dead_letters = declare(DEAD_LETTERS)

@@ -29,9 +29,21 @@ CODES = {
 
 
 class ExportError(Exception):
-    """A bad export. ``str(e)`` is one human line; ``e.code`` is a key of CODES."""
+    """A bad export. ``str(e)`` is one human line; ``e.code`` is a key of CODES.
 
-    def __init__(self, code: str, message: str) -> None:
+    Built as ``ExportError(code, message)`` (how the parser raises it) or
+    ``ExportError(message, code=...)``; a bare ``ExportError(message)`` gets
+    the code "error".
+    """
+
+    def __init__(self, *args: str, code: str | None = None) -> None:
+        if len(args) == 2 and code is None:
+            code, message = args
+        elif len(args) == 1:
+            message = args[0]
+        else:
+            raise TypeError("ExportError(code, message) or ExportError(message, code=...)")
+        code = code or "error"
         # Names from the archive or exception text may hold newlines: keep one line.
         message = " ".join(str(message).split())
         super().__init__(message)

@@ -69,13 +69,13 @@ _READ_ERRORS = (
 )
 
 
-def conversations_prefix(open_reader: Callable[[], CappedReader], display: str) -> str:
+def conversations_prefix(open_reader: Callable[[], CappedReader], display: str, not_json: str) -> str:
     """The ijson prefix of the conversations in one file, from its first bytes.
 
     ``[...]`` -> "item"; ``{"conversations": [...]}`` -> "conversations.item";
     a single conversation object (``mapping`` or ``chat_messages`` key) -> "".
     Reads a throwaway stream: an object's keys usually come first, so this
-    costs a few KiB.
+    costs a few KiB. ``not_json`` is the message for bytes that are not JSON.
     """
     reader = open_reader()
     first = None
@@ -99,9 +99,9 @@ def conversations_prefix(open_reader: Callable[[], CappedReader], display: str) 
         except _READ_ERRORS as e:
             err = translate_error(e, reader)
             if err.code == "not_json" and first not in (ord("["), ord("{")):
-                raise ExportError("not_json", f"not a zip or JSON export: {display}") from None
+                raise ExportError("not_json", not_json) from None
             raise err from None
-        raise ExportError("not_json", f"not a zip or JSON export: {display}")
+        raise ExportError("not_json", not_json)
     finally:
         reader.close()
 

@@ -69,8 +69,11 @@ class ExportReader:
             if src.manifest is not None:
                 self._read_manifest(src.manifest, budget)
             for member in src.members:
-                prefix = conversations_prefix(lambda m=member: src.open(m, self._sniff_budget()),
-                                              _label(src, member))
+                label = _label(src, member)
+                prefix = conversations_prefix(
+                    lambda m=member: src.open(m, self._sniff_budget()), label,
+                    f"not a zip or JSON export: {label}" if src.kind == "file" else f"{label} is not JSON",
+                )
                 reader = src.open(member, budget, prefetch=True)
                 try:
                     index = 0

@@ -122,13 +122,19 @@ class ExportSource:
         except OSError as e:
             raise ExportError("io_error", f"cannot read {self.display}: {e.strerror or e}") from None
         self._zip = zf
+        try:
+            self._check_zip(zf)
+        except ExportError:
+            self.close()
+            raise
+
+    def _check_zip(self, zf: zipfile.ZipFile) -> None:
         files: dict[str, zipfile.ZipInfo] = {}
         for info in zf.infolist():
             # Checked for every member, read or not: an archive carrying a
             # path-traversal name is hostile, whatever else it holds.
             for name in (info.filename, info.orig_filename):
                 if unsafe_member_name(name):
-                    self.close()
                     raise ExportError("unsafe_zip", f"zip member name is unsafe: {name!r}")
             if info.is_dir():
                 continue
@@ -141,11 +147,9 @@ class ExportSource:
         for m in self.members + ([self.manifest] if self.manifest else []):
             info = files[m.name]
             if info.flag_bits & 0x1:
-                self.close()
                 raise ExportError("bad_zip", f"zip member {m.name} is encrypted")
             ratio = info.file_size / max(info.compress_size, 1)
             if info.file_size > RATIO_MIN_BYTES and ratio > self.limits.max_compression_ratio:
-                self.close()
                 raise ExportError(
                     "zip_bomb",
                     f"zip member {m.name} would expand {ratio:,.0f}:1 "

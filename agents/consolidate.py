@@ -1,0 +1,36 @@
+"""Consolidation: facts → consolidated.
+
+Fires once per run: the transition facts → consolidating succeeds only when
+every extraction chunk of the job has its facts (counted in Postgres) and only
+for one caller. Merges duplicates, resolves contradictions by time (pure
+domain code), reduces with the LLM when the result is over budget, stores it.
+"""
+
+from __future__ import annotations
+
+from soulprint.agents.containment import contained_full_pass
+from soulprint.domain.consolidation import consolidate, consolidated_tokens, reduce_until_fits
+from soulprint.models.events import FactsConsolidated, FactsExtracted
+
+
+def register(rt) -> None:
+    @rt.app.agent(rt.topics.facts, name="soulprint.consolidate")
+    async def consolidation(stream):
+        async for event in stream:
+            if isinstance(event, FactsExtracted):
+                await contained_full_pass(rt, "consolidation", event, lambda: consolidate_job(rt, event))
+
+
+async def consolidate_job(rt, event: FactsExtracted) -> None:
+    if not await rt.db.advance_full_pass(event.job_id, "facts", "consolidating"):
+        return  # not all facts yet, or another worker already started it
+    facts = consolidate(await rt.db.load_facts(event.job_id))
+    budget = rt.settings.consolidation_budget_tokens
+    if consolidated_tokens(facts) > budget:
+        report = await reduce_until_fits(facts, rt.llm.complete, budget_tokens=budget, job_id=event.job_id)
+        facts = report.facts
+    await rt.db.store_consolidated(event.job_id, event.user_id, facts)
+    await rt.topics.consolidated.send(
+        key=event.job_id,
+        value=FactsConsolidated(job_id=event.job_id, user_id=event.user_id, consolidated=len(facts)),
+    )

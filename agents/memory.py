@@ -1,0 +1,37 @@
+"""Memory: consolidated → memory.
+
+Write the curated MEMORY document (Preferences, Projects, Important Dates,
+Beliefs & Values, Decisions & Context) from the consolidated facts, store it
+with the job and the user, and publish it.
+"""
+
+from __future__ import annotations
+
+from soulprint.agents.containment import contained_full_pass
+from soulprint.domain.memory_doc import memory_from_result, memory_request
+from soulprint.models.events import FactsConsolidated, MemoryWritten
+
+
+def register(rt) -> None:
+    @rt.app.agent(rt.topics.consolidated, name="soulprint.memory")
+    async def memory(stream):
+        async for event in stream:
+            if isinstance(event, FactsConsolidated):
+                await contained_full_pass(rt, "memory", event, lambda: write_memory(rt, event))
+
+
+async def write_memory(rt, event: FactsConsolidated) -> None:
+    if not await rt.db.advance_full_pass(event.job_id, "consolidating", "memory"):
+        return
+    facts = await rt.db.load_consolidated(event.job_id)
+    result = await rt.llm.complete(memory_request(event.user_id, event.job_id, facts))
+    if not result.ok:
+        await rt.db.fail_full_pass(event.job_id, f"memory: {result.error}")
+        return
+    memory_md = memory_from_result(result.data, offline=result.offline)
+    await rt.db.store_memory(event.job_id, event.user_id, memory_md, result.offline)
+    await rt.topics.memory.send(
+        key=event.job_id,
+        value=MemoryWritten(job_id=event.job_id, user_id=event.user_id, offline=result.offline,
+                            memory_md=memory_md),
+    )
