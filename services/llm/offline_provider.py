@@ -678,6 +678,10 @@ def _project_name(what: str) -> str | None:
     return None
 
 
+_FIRST_PERSON_RE = re.compile(r"\b(I|I'm|I've|I'll|we|we're|my|our)\b", re.IGNORECASE)
+_LOG_LINE_RE = re.compile(r"\d{2}:\d{2}:\d{2}|\b(INFO|DEBUG|WARNING|ERROR)\b|^(Subject|From|To):|\w+=\S+")
+
+
 def _facts_of_chunk(ref: str, content: str, message_time: Any) -> list[dict[str, Any]]:
     year_hint = None
     if isinstance(message_time, (int, float)) and not isinstance(message_time, bool):
@@ -716,7 +720,10 @@ def _facts_of_chunk(ref: str, content: str, message_time: Any) -> list[dict[str,
             what = _third(_clean(m.group(1)))
             name = _project_name(what)
             add("projects", f"Has a project: {what}", f"project: {(name or _keywords(what)).lower()}", project=name)
-        for m in _DATE_RE.finditer(sent):
+        # A date is a fact about the person only in a first-person sentence
+        # (pasted logs and e-mails are full of dates that are not).
+        dated = _FIRST_PERSON_RE.search(sent) and not _LOG_LINE_RE.search(sent) and len(sent) <= 240
+        for m in (_DATE_RE.finditer(sent) if dated else ()):
             iso = _iso_of(m, year_hint)
             rest = (sent[: m.start()] + sent[m.end():])
             add("dates", f"Noted {iso or m.group(0).strip()}: {_third(_clean(sent, 200))}",
