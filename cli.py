@@ -201,14 +201,6 @@ async def _stop_app(app) -> None:
         logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
 
 
-def job_finished(job: dict) -> bool:
-    """Failed, or complete with the quick pass and the full pass both ended."""
-    if job["status"] == "failed":
-        return True
-    return (job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
-            and job["full_pass_status"] in ("complete", "failed", "skipped"))
-
-
 async def job_extras(db, job: dict) -> dict:
     from soulprint.services.llm import usage_for_job
 
@@ -217,6 +209,8 @@ async def job_extras(db, job: dict) -> dict:
 
 async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> dict:
     """Follow the status table until the job ends; give up if it stops moving."""
+    from soulprint.reporting import job_finished
+
     last_change = time.monotonic()
     last_seen = None
     while True:

@@ -12,6 +12,16 @@ from typing import Any, TextIO
 STAGES = ("parsing", "chunking")
 
 
+def job_finished(job: dict[str, Any] | None) -> bool:
+    """Failed, or complete with the quick pass and the full pass both ended."""
+    if job is None:
+        return False
+    if job["status"] == "failed":
+        return True
+    return (job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
+            and job["full_pass_status"] in ("complete", "failed", "skipped"))
+
+
 def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The --json object: one shape for `import` and `status`."""
     out = {

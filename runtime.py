@@ -31,7 +31,8 @@ class Runtime:
     db: Postgres
     app: faust.App
     topics: Topics
-    llm: LLMClient
+    llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
+    quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
     @property
@@ -66,13 +67,25 @@ def make_faust_app(settings: Settings) -> faust.App:
 
 async def build_runtime(settings: Settings) -> Runtime:
     from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick, reconciler, sections
-    from soulprint.services.llm import PostgresCache, PostgresUsageSink, build_llm_client, config_from_env
+    from soulprint.services.llm import (
+        AdaptiveLimiter,
+        PostgresCache,
+        PostgresUsageSink,
+        build_llm_client,
+        config_from_env,
+    )
 
     db = await Postgres.connect(settings.database_url)
     app = make_faust_app(settings)
     topics = Topics(app, settings.topic_prefix, settings.partitions)
-    llm = build_llm_client(config_from_env(), sink=PostgresUsageSink(db.pool), cache=PostgresCache(db.pool))
-    rt = Runtime(settings=settings, db=db, app=app, topics=topics, llm=llm)
+    config = config_from_env()
+    sink, cache = PostgresUsageSink(db.pool), PostgresCache(db.pool)
+    llm = build_llm_client(config, sink=sink, cache=cache)
+    # A person waiting for their soulprint must not queue behind thousands of
+    # extraction requests in the shared limiter: the quick pass has its own.
+    quick_llm = build_llm_client(config, sink=sink, cache=cache,
+                                 limiter=AdaptiveLimiter(4, 8, name="quick-pass"))
+    rt = Runtime(settings=settings, db=db, app=app, topics=topics, llm=llm, quick_llm=quick_llm)
     # The pipeline, in the order events flow through it.
     for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
         stage.register(rt)

@@ -37,7 +37,7 @@ async def quick_pass(rt, event: QuickPassRequested) -> None:
     if not await rt.db.claim_quick(event.job_id, rt.settings.stale_claim_s):
         return
     requests = quick_requests(event.user_id, event.job_id, list(event.samples), dict(event.profile))
-    results = await asyncio.gather(*(rt.llm.complete(r) for r in requests))
+    results = await asyncio.gather(*(rt.quick_llm.complete(r) for r in requests))
     failed = [r for r in results if not r.ok]
     if failed:
         await rt.db.quick_failed(event.job_id, f"quick pass: {failed[0].error}")

@@ -642,43 +642,10 @@ def test_export_error_is_one_line_and_picklable():
     assert again.code == "not_json" and str(again) == "bad name here"
 
 
-# ----------------------------------------------------------------- unzip thread
-
-def _unzip_threads() -> list:
-    import threading
-
-    return [t for t in threading.enumerate() if t.name == "soulprint-unzip" and t.is_alive()]
-
-
-def test_prefetched_zip_reads_the_same_as_serial(tmp_path, monkeypatch):
-    from soulprint.domain.parsing import source
-
-    convs = [simple_chat(f"z{i}", answer=f"answer {i} " + "words " * 200) for i in range(3000)]
-    path = make_zip(tmp_path / "big.zip", {"conversations.json": json.dumps(convs)})  # several MiB: many blocks
-    threaded, reader = read_all(path)
-    monkeypatch.setattr(source, "PREFETCH", False)
-    serial, _ = read_all(path)
-    assert threaded == serial and len(threaded) == 3000
-    assert reader.summary.bytes_read == zipfile.ZipFile(path).getinfo("conversations.json").file_size
-    assert not _unzip_threads()
-
-
-def test_stopping_early_ends_the_unzip_thread(tmp_path):
-    convs = [simple_chat(f"z{i}", answer="words " * 300) for i in range(3000)]
-    path = make_zip(tmp_path / "big.zip", {"conversations.json": json.dumps(convs)})
-    reader = ExportReader(path)
-    iterator = iter(reader)
-    assert next(iterator).id == "z0"
-    assert _unzip_threads()  # reading ahead
-    iterator.close()  # what a `break` out of a for loop does once the generator is dropped
-    assert not _unzip_threads()
-
-
-def test_errors_inside_the_unzip_thread_reach_the_reader(tmp_path):
+def test_truncated_json_inside_a_zip(tmp_path):
     path = make_zip(tmp_path / "cut.zip", {"conversations.json": json.dumps([simple_chat("a")] * 2000)[:-3000]})
     err = expect_error("truncated", path)
     assert "conversations.json in cut.zip" in str(err)
-    assert not _unzip_threads()
 
 
 def test_zip_member_that_is_not_json(tmp_path):
@@ -691,3 +658,10 @@ def test_export_error_constructors():
     err = ExportError("message only", code="empty")
     assert (err.code, str(err)) == ("empty", "message only")
     assert ExportError("bare").code == "error"
+
+
+@pytest.mark.xfail(strict=True, reason="depth guard counts brackets inside strings: ']' in a string hides an open")
+def test_nesting_hidden_behind_brackets_in_strings(tmp_path):
+    path = tmp_path / "crafted.json"
+    path.write_bytes(b'[{"mapping": {}, "x": ' + b'["]",' * 3000 + b"0" + b"]" * 3000 + b"}]")
+    expect_error("too_deep", path)

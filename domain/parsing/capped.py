@@ -21,9 +21,10 @@ running open count carries across chunks. Brackets inside JSON strings are
 counted too, since telling strings apart needs escape handling that costs ~5x
 more: an unbalanced ``[`` in a message only over-counts (safe), and the count
 restarts at every :meth:`mark` so such drift never accumulates past one
-conversation. Known limitation: ``]`` inside strings can cancel real opens, so
-a crafted file can hide real nesting from this guard; the cost stays bounded by
-``max_conversation_bytes`` per conversation but not at 1000 levels.
+conversation. Known limitation: a ``]`` inside a string cancels a real open,
+so a crafted file (``["]",["]",...``) hides its nesting from this guard; closing
+that gap means tracking strings and escapes, about 5x the cost of this pass
+(see the xfail test in tests/test_parsing.py).
 """
 
 from __future__ import annotations

@@ -132,12 +132,12 @@ class ChatGPTConverter:
         return out
 
     def _hidden_hints(self, meta: dict, content: dict, when) -> None:
-        custom = meta.get("user_context_message_data")
-        if custom:
-            self._custom_instructions(custom, when)
         ctype = content.get("content_type")
         if ctype in _CONTEXT:
             self._context_hints(ctype, content, when)
+        custom = meta.get("user_context_message_data")
+        if custom:  # offered last: the raw text wins over the wrapped copy in the content
+            self._custom_instructions(custom, when)
 
     def _custom_instructions(self, custom, when) -> None:
         # Old-style custom instructions: metadata of a (hidden) system message.

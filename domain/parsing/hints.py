@@ -24,10 +24,10 @@ class HintCollector:
 
     def _newer(self, field: str, when: float | None) -> bool:
         t = when if when is not None else float("-inf")
-        if t >= self._when.get(field, float("-inf")) or field not in self._when:
-            self._when[field] = t
-            return True
-        return False
+        if field in self._when and t < self._when[field]:
+            return False
+        self._when[field] = t
+        return True
 
     def offer(self, field: str, value, when: float | None) -> None:
         """field: "user_profile" | "user_instructions"."""

@@ -74,7 +74,7 @@ class ExportReader:
                     lambda m=member: src.open(m, self._sniff_budget()), label,
                     f"not a zip or JSON export: {label}" if src.kind == "file" else f"{label} is not JSON",
                 )
-                reader = src.open(member, budget, prefetch=True)
+                reader = src.open(member, budget)
                 try:
                     index = 0
                     for item in iter_items(reader, prefix):
@@ -100,7 +100,8 @@ class ExportReader:
                         except (AttributeError, TypeError, KeyError, ValueError) as e:
                             raise ExportError(
                                 "bad_shape",
-                                f"unexpected structure in item {index:,} of {reader.name}: {type(e).__name__}: {e}",
+                                f"unexpected structure in item {index:,} of {reader.name}: "
+                                f"{type(e).__name__}: {str(e)[:200]}",
                             ) from None
                         del item  # one conversation in memory at a time
                         summary.bytes_read = budget.used

@@ -18,14 +18,12 @@ from urllib.parse import unquote, urlparse
 from .capped import RATIO_MIN_BYTES, Budget, CappedReader
 from .errors import ExportError, fmt_size
 from .limits import ParseLimits
-from .prefetch import PrefetchReader
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
 _SPLIT_RE = re.compile(r"conversations-(\d+)\.json", re.IGNORECASE)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 MANIFEST = "export_manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20  # a file list, not content
-PREFETCH = os.environ.get("SOULPRINT_PARSE_PREFETCH", "1") != "0"  # "0" turns the unzip thread off
 
 
 @dataclass(slots=True)
@@ -247,19 +245,13 @@ class ExportSource:
         code = "zip_bomb" if self.kind == "zip" else "too_large"
         return Budget(self.limits.max_uncompressed_bytes, code, self.display)
 
-    def open(self, member: Member, budget: Budget, prefetch: bool = False) -> CappedReader:
-        """A fresh capped stream over one member (zip members stream-decompress).
-
-        ``prefetch``: decompress ahead on another thread (for the main pass over
-        a compressed member; sniffing reads a few KiB and does without).
-        """
+    def open(self, member: Member, budget: Budget) -> CappedReader:
+        """A fresh capped stream over one member (zip members stream-decompress)."""
         try:
             if self.kind == "zip":
                 if self._zip is None:
                     self._zip = zipfile.ZipFile(self.path)
                 raw = self._zip.open(member.key)
-                if prefetch and PREFETCH and member.compressed is not None and member.compressed < member.size:
-                    raw = PrefetchReader(raw)
             else:
                 raw = open(member.key, "rb")
         except (zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as e:

@@ -720,9 +720,10 @@ def _facts_of_chunk(ref: str, content: str, message_time: Any) -> list[dict[str,
             what = _third(_clean(m.group(1)))
             name = _project_name(what)
             add("projects", f"Has a project: {what}", f"project: {(name or _keywords(what)).lower()}", project=name)
-        # A date is a fact about the person only in a first-person sentence
-        # (pasted logs and e-mails are full of dates that are not).
-        dated = _FIRST_PERSON_RE.search(sent) and not _LOG_LINE_RE.search(sent) and len(sent) <= 240
+        # Pasted logs and e-mails are full of dates that say nothing about the
+        # person: only short prose sentences count (or first-person long ones).
+        dated = not _LOG_LINE_RE.search(sent) and (len(sent) <= 120 or (
+            len(sent) <= 240 and _FIRST_PERSON_RE.search(sent)))
         for m in (_DATE_RE.finditer(sent) if dated else ()):
             iso = _iso_of(m, year_hint)
             rest = (sent[: m.start()] + sent[m.end():])

@@ -28,9 +28,9 @@ CREATE TABLE IF NOT EXISTS fact_extractions (
 );
 
 CREATE TABLE IF NOT EXISTS facts (
-    fact_id         uuid PRIMARY KEY,        -- uuid5(chunk, ordinal): same chunk, same ids
-    user_id         text NOT NULL,
     job_id          text NOT NULL,
+    fact_id         uuid NOT NULL,           -- uuid5(chunk, ordinal): same chunk, same ids
+    user_id         text NOT NULL,
     chunk_id        uuid NOT NULL,
     conversation_id text NOT NULL,
     message_ids     text[] NOT NULL,
@@ -41,9 +41,9 @@ CREATE TABLE IF NOT EXISTS facts (
     date            text,
     context         text,
     message_at      timestamptz,
-    ordinal         integer NOT NULL
+    ordinal         integer NOT NULL,
+    PRIMARY KEY (job_id, fact_id)            -- a re-import of the same export is a new set of rows
 );
-CREATE INDEX IF NOT EXISTS facts_job_idx ON facts (job_id);
 CREATE INDEX IF NOT EXISTS facts_chunk_idx ON facts (chunk_id);
 
 CREATE TABLE IF NOT EXISTS consolidated_facts (
