@@ -665,3 +665,13 @@ def test_nesting_hidden_behind_brackets_in_strings(tmp_path):
     path = tmp_path / "crafted.json"
     path.write_bytes(b'[{"mapping": {}, "x": ' + b'["]",' * 3000 + b"0" + b"]" * 3000 + b"}]")
     expect_error("too_deep", path)
+
+
+def test_claude_timestamps():
+    from soulprint.domain.parsing.claude import iso_seconds
+
+    assert iso_seconds("2025-01-01T00:00:05Z") == 1_735_689_605.0
+    assert iso_seconds("2025-01-01T01:00:05+01:00") == 1_735_689_605.0
+    assert iso_seconds("2025-01-01T00:00:05") == 1_735_689_605.0  # naive: UTC
+    assert iso_seconds("yesterday") is None and iso_seconds(None) is None
+    assert iso_seconds(1_735_689_605_000) == 1_735_689_605.0  # milliseconds

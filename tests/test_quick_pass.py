@@ -93,7 +93,8 @@ async def test_schema_breaking_answers_get_one_repair_then_fail_the_quick_pass(
 
     assert job["status"] == "complete"  # the import itself is intact
     assert job["quick_status"] == "failed"
-    assert "schema" in job["quick_error"] and "\n" not in job["quick_error"]
+    assert "invalid structured answer after repair" in job["quick_error"]
+    assert "\n" not in job["quick_error"]
     assert fake_llm.stats()["requests"] == 2  # the answer and one repair
     assert await db.get_soulprint(user_id) is None
 

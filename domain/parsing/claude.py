@@ -18,22 +18,23 @@ from .errors import ExportError
 
 _ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
 _NULL_PARENT = "00000000-0000-4000-8000-000000000000"  # claude.ai's root sentinel
+_fromisoformat = datetime.fromisoformat  # C; accepts "Z" since Python 3.11
 TOOL_INPUT_CHARS = 200  # tool_use inputs are abbreviated: the call, not its payload
 
 
 def iso_seconds(value) -> float | None:
     """ISO 8601 string (``...Z`` or with offset; naive means UTC) -> unix seconds."""
-    if not isinstance(value, str) or not value:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value) / 1000.0 if value > 1e11 else float(value)
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    if value.__class__ is str:
+        try:
+            dt = _fromisoformat(value)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) / 1000.0 if value > 1e11 else float(value)
+    return None
 
 
 class ClaudeConverter:
@@ -52,10 +53,11 @@ class ClaudeConverter:
         if not isinstance(raw, list):
             raw = []
         messages: list[Message] = []
+        roles = _ROLES
         for m in active_branch(raw, conv.get("current_leaf_message_uuid")):
-            if not isinstance(m, dict):
+            if m.__class__ is not dict:
                 continue
-            role = _ROLES.get(m.get("sender"))
+            role = roles.get(m.get("sender"))
             if role is None:
                 continue
             text = message_text(m)
@@ -93,8 +95,15 @@ def active_branch(messages: list, leaf) -> list:
 
 
 def message_text(m: dict) -> str:
-    pieces: list[str] = []
     blocks = m.get("content")
+    if blocks.__class__ is list and len(blocks) == 1 and not m.get("attachments") and not m.get("files"):
+        # The usual message: one text block and nothing attached.
+        block = blocks[0]
+        if block.__class__ is dict and block.get("type") == "text":
+            text = block.get("text")
+            if text.__class__ is str and text:
+                return text
+    pieces: list[str] = []
     structured = False  # saw thinking/tool blocks: the flat text may repeat them
     if isinstance(blocks, list):
         for block in blocks:
