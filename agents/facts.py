@@ -78,7 +78,7 @@ async def finish_if_extracted(rt, job_id: str, user_id: str) -> None:
     Any number of workers may send this; the consolidation agent's state
     transition lets exactly one of them start it.
     """
-    job = await rt.db.get_job(job_id)
+    job = await rt.db.refresh_extraction(job_id)
     if (job and job["full_pass_status"] == "processing" and job["full_pass_stage"] == "facts"
             and job["extraction_done"] >= job["extraction_total"]):
         await rt.topics.facts.send(key=job_id, value=FactsExtracted(job_id=job_id, user_id=user_id,

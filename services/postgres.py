@@ -516,8 +516,14 @@ class Postgres:
         ]
 
     async def write_facts(self, job_id: str, chunk_ids: Sequence[str], facts: Sequence[Fact]) -> dict[str, Any]:
-        """Replace the facts of these chunks (idempotent per chunk) and count progress from the rows."""
+        """Replace the facts of these chunks (idempotent per chunk) and count progress from the rows.
+
+        The job row is locked first: concurrent batches of one job then count
+        in turn, each seeing the rows the other committed (a count taken in a
+        statement that waited for the lock would miss them).
+        """
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
             await conn.execute(
                 "DELETE FROM facts WHERE job_id = $1 AND chunk_id = ANY($2::uuid[])", job_id, list(chunk_ids)
             )
@@ -557,6 +563,21 @@ class Postgres:
                 job_id,
             )
             return dict(row) if row else {}
+
+    async def refresh_extraction(self, job_id: str) -> dict[str, Any] | None:
+        """Recount extraction progress from the rows (the reconciler's view of the truth)."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET extraction_done = (SELECT count(*) FROM fact_extractions
+                                       WHERE job_id = $1 AND status = 'done'),
+                   facts_total = (SELECT count(*) FROM facts WHERE job_id = $1)
+             WHERE job_id = $1
+            RETURNING extraction_done, extraction_total, facts_total, full_pass_status, full_pass_stage
+            """,
+            job_id,
+        )
+        return dict(row) if row else None
 
     async def extraction_failed(self, job_id: str, chunk_ids: Sequence[str], error: str) -> None:
         await self.pool.execute(
