@@ -269,3 +269,27 @@ def test_cache_key_is_stable_and_specific():
     assert cache_key("anthropic", "m", a) != cache_key("anthropic", "m", c)
     d = small_request(job_id="other-job", stage="other")  # bookkeeping does not change the answer
     assert cache_key("anthropic", "m", a) == cache_key("anthropic", "m", d)
+
+
+async def test_waiters_woken_during_a_pause_do_not_deadlock():
+    """Every waiter is woken while a pause holds; after the pause, with nothing in
+    flight to release a slot, they must still get their turns."""
+    import asyncio
+
+    from soulprint.services.llm.ratelimit import AdaptiveLimiter
+
+    limiter = AdaptiveLimiter(1, 4, name="pause-test")
+    finished = []
+
+    async def call(i: int) -> None:
+        async with limiter.slot() as slot:
+            if i == 0:
+                for _ in range(5):  # yield, so that every other call queues behind this one
+                    await asyncio.sleep(0)
+                limiter.pause_for(0.01)
+                slot.outcome = "throttled"
+            finished.append(i)
+
+    await asyncio.wait_for(asyncio.gather(*(call(i) for i in range(20))), timeout=10)
+    assert sorted(finished) == list(range(20))
+    assert limiter.in_flight == 0

@@ -94,6 +94,10 @@ class AdaptiveLimiter:
                 break
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
+            # Capacity may be free with nothing in flight to release it (the
+            # waiters were all woken during a pause and went back to sleep):
+            # hand it out now, or nobody ever will.
+            self._wake()
             try:
                 await fut
             except BaseException:
