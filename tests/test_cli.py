@@ -103,9 +103,9 @@ def test_killed_cli_leaves_no_broker_or_postgres_behind(data_root):
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env=env)
     pid = int(proc.stdout.readline())
-    children = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    children = psutil.Process(pid).children(recursive=True)
     assert len(children) >= 2  # postgres (and its backends) + the broker
     os.kill(pid, signal.SIGKILL)
     proc.wait()
-    psutil.wait_procs([psutil.Process(c) for c in children_alive(children)], timeout=30)
-    assert children_alive(children) == []
+    psutil.wait_procs(children, timeout=30)
+    assert children_alive([c.pid for c in children]) == []
