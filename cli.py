@@ -174,13 +174,15 @@ async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
             db = runtime.db
         else:
             db = await Postgres.connect(settings.database_url)
+        if runtime is not None:
+            # Join the consumer group first: the upload then meets a ready
+            # worker, as it would in a deployment with workers running.
+            await runtime.app.start()
         await db.create_job(job_id, args.user, uri)
         async with ImportPublisher(settings) as publisher:
             await publisher.publish(event)
         if args.no_wait:
             return await db.get_job(job_id), {}
-        if runtime is not None:
-            await runtime.app.start()
         view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
         job = await wait_for_job(db, job_id, view, settings)
         extra = await job_extras(db, job)

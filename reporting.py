@@ -60,6 +60,7 @@ def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[s
         "format": job["format"],
         "bytes_read": job["bytes_read"],
         "durations_s": stage_durations(job),
+        "quick_ready_after_s": _seconds(job["created_at"], job["quick_ready_at"]),
         "created_at": _iso(job["created_at"]),
         "finished_at": _iso(job["finished_at"]),
     }

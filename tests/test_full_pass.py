@@ -123,12 +123,15 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
     first = await build_runtime(settings)
     first.llm = SlowLLM(first.llm, delay_s=0.05)
     await first.app.start()
-    job_id = await publish_import(settings, user, SAMPLE)
-    await wait_until(lambda: db.get_job(job_id),
-                     lambda j: j["full_pass_stage"] == "facts" and 0 < j["extraction_done"] < j["extraction_total"],
-                     what="extraction under way")
-    await first.app.stop()  # the worker dies mid-pass: in-flight batches are lost
-    await first.db.close()
+    try:
+        job_id = await publish_import(settings, user, SAMPLE)
+        await wait_until(lambda: db.get_job(job_id),
+                         lambda j: j is not None and j["full_pass_stage"] == "facts"
+                         and 0 < j["extraction_done"] < j["extraction_total"],
+                         what="extraction under way")
+    finally:
+        await first.app.stop()  # the worker dies mid-pass: in-flight batches are lost
+        await first.db.close()
 
     # A job is "stalled" after one second without progress; the reconciler is
     # called on every poll and re-drives only when that holds.

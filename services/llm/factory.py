@@ -7,6 +7,7 @@ checkout runs end to end without secrets (its output is labelled offline).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from typing import Any, Mapping
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 from soulprint.domain.prompts import QUICK_SECTIONS, render_quick_sections
 from soulprint.models.sections import SECTIONS_SCHEMA
 
-from .base import LLMClient, LLMConfig, LLMRequest, ResponseCache, Sleep, UsageSink
+from .base import LLMClient, LLMConfig, LLMRequest, ModelPrice, ResponseCache, Sleep, UsageSink
 from .cache import MemoryCache
 
 PROVIDERS = ("anthropic", "bedrock", "offline")
@@ -58,8 +59,21 @@ def config_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> L
         max_concurrency=_int(env, "SOULPRINT_LLM_MAX_CONCURRENCY", d.max_concurrency),
         max_wait_s=_float(env, "SOULPRINT_LLM_MAX_WAIT_S", d.max_wait_s),
         cache_enabled=env.get("SOULPRINT_LLM_CACHE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        prices=_prices(env.get("SOULPRINT_LLM_PRICES"), d.prices),
     )
     return replace(cfg, **overrides) if overrides else cfg
+
+
+def _prices(raw: str | None, defaults: Mapping[str, ModelPrice]) -> dict[str, ModelPrice]:
+    """SOULPRINT_LLM_PRICES: JSON {"model-substring": [input, output, cache_write, cache_read]}
+    in USD per million tokens, merged over the defaults."""
+    prices = dict(defaults)
+    if raw:
+        try:
+            prices.update({k: ModelPrice(*map(float, v)) for k, v in json.loads(raw).items()})
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"SOULPRINT_LLM_PRICES is not a JSON object of 4-number lists: {exc}") from None
+    return prices
 
 
 def choose_provider(config: LLMConfig) -> str:

@@ -1,0 +1,127 @@
+"""Upload → quick_ready, against the fake Anthropic server with a fixed latency.
+
+    python bench/quick_bench.py single /tmp/bench/quick-100.json --latency 3
+    python bench/quick_bench.py flood /tmp/bench/flood-5000.json --small /tmp/bench/small.json --latency 3
+
+single: the real CLI imports one export (full pass off, so the command ends at
+        quick_ready); reports parse time, upload→quick_ready, and the overhead
+        beyond parse + one LLM latency.
+flood:  one in-process worker; a 5,000-conversation import floods the full
+        pass with extraction requests, then another person's small import
+        arrives; reports that small import's upload→quick_ready the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def start_fake(latency: float, rpm: int = 0) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soulprint.testing.fake_anthropic", "--port", "0", "--latency", str(latency),
+         "--rpm", str(rpm)],
+        stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    return proc, line.split()[-1]
+
+
+def report(job: dict, latency: float) -> dict:
+    times = job["stage_times"]
+    parse = times["parsing"]["finished"] - times["parsing"]["started"]
+    ready = (job["quick_ready_at"] - job["created_at"]).total_seconds()
+    return {
+        "conversations": job["conversations"],
+        "bytes_read_mb": round(job["bytes_read"] / 1e6, 1),
+        "parse_s": round(parse, 2),
+        "upload_to_quick_ready_s": round(ready, 2),
+        "llm_latency_s": latency,
+        "overhead_s": round(ready - parse - latency, 2),
+        "goal_met": ready - parse - latency <= 3.0,
+    }
+
+
+def single(args) -> dict:
+    fake, url = start_fake(args.latency)
+    data_dir = tempfile.mkdtemp(prefix="soulprint-quick-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOULPRINT_")}
+    env.update(SOULPRINT_DATA_DIR=data_dir, ANTHROPIC_API_KEY="bench", ANTHROPIC_BASE_URL=url,
+               SOULPRINT_FULL_PASS_MIN_CONVERSATIONS=str(10**9), SOULPRINT_LLM_CACHE="0")
+    try:
+        out = subprocess.run([sys.executable, "-m", "soulprint.cli", "import", args.export, "--user", "bench",
+                              "--json"], capture_output=True, text=True, env=env)
+    finally:
+        fake.terminate()
+    result = json.loads(out.stdout)
+    times = result["durations_s"]
+    ready = result["quick_ready_after_s"]
+    return {"mode": "single", "quick_status": result["quick_status"], "conversations": result["counts"]["conversations"],
+            "parse_s": times.get("parsing"), "upload_to_quick_ready_s": ready, "llm_latency_s": args.latency,
+            "overhead_s": round(ready - times["parsing"] - args.latency, 2),
+            "goal_met": ready - times["parsing"] - args.latency <= 3.0}
+
+
+async def flood(args) -> dict:
+    from soulprint.runtime import build_runtime
+    from soulprint.services.embedded import Stack
+    from soulprint.services.llm import AdaptiveLimiter, PostgresCache, PostgresUsageSink
+    from soulprint.services.llm.anthropic_provider import AnthropicClient
+    from soulprint.services.llm.factory import config_from_env
+    from soulprint.settings import load_settings
+    from soulprint.testing.pipeline import publish_import
+    from soulprint.testing.waiting import wait_until
+
+    fake, url = start_fake(args.latency)
+    settings = dataclasses.replace(load_settings(), data_dir=Path(tempfile.mkdtemp(prefix="soulprint-flood-")))
+    stack = Stack(settings)
+    rt = None
+    try:
+        rt = await build_runtime(stack.start())
+        config = config_from_env(provider="anthropic", api_key="bench", base_url=url, cache_enabled=False)
+        sink = PostgresUsageSink(rt.db.pool)
+        rt.llm = AnthropicClient(config, sink=sink, cache=None)
+        rt.quick_llm = AnthropicClient(config, sink=sink, cache=None, limiter=AdaptiveLimiter(4, 8, name="quick"))
+        await rt.app.start()
+        big = await publish_import(rt.settings, "flooder", Path(args.export))
+        await wait_until(lambda: rt.db.get_job(big),
+                         lambda j: j["full_pass_status"] == "processing" and j["extraction_done"] > 0,
+                         limit_s=1800, what="the big full pass to be extracting")
+        small = await publish_import(rt.settings, "newcomer", Path(args.small))
+        job = await wait_until(lambda: rt.db.get_job(small), lambda j: j["quick_status"] in ("ready", "failed"),
+                               limit_s=600, what="the small import's quick pass")
+        flooding = await rt.db.get_job(big)
+        out = {"mode": "flood", "quick_status": job["quick_status"], **report(job, args.latency),
+               "flood": {"conversations": flooding["conversations"], "extraction_done": flooding["extraction_done"],
+                         "extraction_total": flooding["extraction_total"],
+                         "limiter": rt.llm.limiter.stats()}}
+        return out
+    finally:
+        if rt is not None:
+            await rt.app.stop()
+            await rt.db.close()
+        stack.stop()
+        fake.terminate()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=("single", "flood"))
+    ap.add_argument("export")
+    ap.add_argument("--small", help="flood: the other person's small export")
+    ap.add_argument("--latency", type=float, default=3.0)
+    args = ap.parse_args()
+    result = single(args) if args.mode == "single" else asyncio.run(flood(args))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
