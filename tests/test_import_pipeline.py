@@ -80,18 +80,59 @@ async def test_publishing_the_same_import_twice_leaves_the_same_rows(runtime, db
     assert again["chunks_medium"] == first["chunks_medium"]
 
 
-@pytest.mark.parametrize(
-    "content, code",
-    [
-        (b"this is not an export", "not_json"),
-        (b'[{"title": "cut', "truncated"),
-        (b"[]", "empty"),
-        (b'{"something": 1}', "bad_shape"),
-    ],
-)
-async def test_bad_input_fails_the_job_with_its_reason(runtime, db, user_id, tmp_path, content, code):
-    source = tmp_path / "export.json"
-    source.write_bytes(content)
+def _conversation(mapping: dict, current: str = "b") -> dict:
+    return {"id": "c1", "title": "t", "create_time": 1700000000, "current_node": current, "mapping": mapping}
+
+
+def _node(node_id: str, parent, text: str = "hello") -> dict:
+    return {"id": node_id, "parent": parent, "message": {
+        "id": node_id, "author": {"role": "user"}, "create_time": 1700000000,
+        "content": {"content_type": "text", "parts": [text]}}}
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    """Every kind of bad input the importer must refuse, as files on disk."""
+    import json as _json
+
+    def write(name: str, data: bytes) -> Path:
+        (tmp / name).write_bytes(data)
+        return tmp / name
+
+    good = _json.dumps([_conversation({"a": _node("a", None), "b": _node("b", "a")})]).encode()
+    return {
+        "not_json": write("notes.txt", b"this is not an export"),
+        "truncated": write("cut.json", good[: len(good) // 2]),
+        "bad_shape": write("shape.json", b'{"something": 1}'),
+        "empty": write("empty.json", b"[]"),
+        "zip_bomb": _zip(tmp / "bomb.zip", {"conversations.json": b"[" + b" " * 50_000_000 + b"]"}),
+        "unsafe_zip": _zip(tmp / "unsafe.zip", {"../../etc/conversations.json": good}),
+        "cyclic_tree": write("cycle.json", _json.dumps([_conversation(
+            {"a": _node("a", "b"), "b": _node("b", "a")})]).encode()),
+        "dangling_parent": write("dangling.json", _json.dumps([_conversation(
+            {"b": _node("b", "gone")})]).encode()),
+        "message_too_large": write("huge.json", _json.dumps([_conversation(
+            {"a": _node("a", None), "b": _node("b", "a", "x" * 2_100_000)})]).encode()),
+        "invalid_utf8": write("latin1.json", good.replace(b"hello", "héllo".encode("latin-1"))),
+        "too_deep": write("deep.json", b'[{"mapping": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]"),
+    }
+
+
+BAD_INPUT_CODES = ["not_json", "truncated", "bad_shape", "empty", "zip_bomb", "unsafe_zip", "cyclic_tree",
+                   "dangling_parent", "message_too_large", "invalid_utf8", "too_deep"]
+
+
+@pytest.mark.parametrize("code", BAD_INPUT_CODES)
+async def test_bad_input_fails_the_job_with_its_reason(runtime, db, user_id, tmp_path, code):
+    source = _bad_inputs(tmp_path)[code]
     job_id = str(uuid.uuid4())
     await publish(runtime.settings, job_id, user_id, source)
 

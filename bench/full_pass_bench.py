@@ -1,0 +1,118 @@
+"""Full-pass throughput against a provider rate limit, with one or more workers.
+
+    python bench/full_pass_bench.py /tmp/bench/flood-5000.json --rpm 1200 --workers 1
+    python bench/full_pass_bench.py /tmp/bench/flood-5000.json --rpm 1200 --workers 2
+
+Starts the embedded Postgres and broker in this process, the fake Anthropic
+server with a requests-per-minute limit (answered with 429 + retry-after), and
+N `soulprint worker` processes against them; publishes one import and follows
+it to the end of its full pass. The bound is what the limit allows: successful
+LLM requests made divided by the limit. Reports the full pass's wall time (from
+its first LLM request to its end), the ratio to the bound, and requests per
+1,000 conversations beside a one-request-per-chunk baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def fake_stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_stats") as r:
+        return json.loads(r.read())
+
+
+async def run(args) -> dict:
+    from soulprint.services.embedded import Stack
+    from soulprint.services.postgres import Postgres
+    from soulprint.settings import load_settings
+    from soulprint.testing.pipeline import job_finished, publish_import
+    from soulprint.testing.waiting import wait_until
+
+    fake = subprocess.Popen([sys.executable, "-m", "soulprint.testing.fake_anthropic", "--port", "0",
+                             "--latency", str(args.latency), "--rpm", str(args.rpm), "--retry-after", "1"],
+                            stdout=subprocess.PIPE, text=True)
+    url = fake.stdout.readline().split()[-1]
+    settings = dataclasses.replace(load_settings(), data_dir=Path(tempfile.mkdtemp(prefix="soulprint-fp-")))
+    stack = Stack(settings)
+    resolved = stack.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOULPRINT_")}
+    env.update(SOULPRINT_KAFKA_BOOTSTRAP=resolved.kafka_bootstrap, SOULPRINT_DATABASE_URL=resolved.database_url,
+               SOULPRINT_DATA_DIR=str(settings.data_dir), ANTHROPIC_API_KEY="bench", ANTHROPIC_BASE_URL=url,
+               SOULPRINT_LLM_CACHE="0", SOULPRINT_KAFKA_PARTITIONS=str(args.partitions),
+               SOULPRINT_LLM_MAX_CONCURRENCY=str(args.max_concurrency))
+    workers = [subprocess.Popen([sys.executable, "-m", "soulprint.cli", "worker"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(args.workers)]
+    db = await Postgres.connect(resolved.database_url)
+    try:
+        resolved = dataclasses.replace(resolved, partitions=args.partitions)
+        started = time.time()
+        job_id = await publish_import(resolved, "bench", Path(args.export))
+        job = await wait_until(lambda: db.get_job(job_id), job_finished, limit_s=args.limit_s,
+                               what="the full pass")
+        stats = fake_stats(url)
+        first_llm = await db.pool.fetchval(
+            "SELECT min(updated_at) FROM fact_extractions WHERE job_id = $1", job_id)
+        usage = await db.pool.fetchrow(
+            "SELECT sum(requests) AS requests, sum(throttled) AS throttled FROM llm_usage WHERE job_id = $1", job_id)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait()
+        await db.close()
+        stack.stop()
+        fake.terminate()
+
+    ok_requests = stats["status"].get("200", 0)
+    bound_s = ok_requests / args.rpm * 60.0
+    fp_start = job["full_pass_started_at"].timestamp()
+    fp_end = job["full_pass_finished_at"].timestamp()
+    # Extraction overlaps chunking: the pass really begins with its first LLM answer.
+    llm_start = min(fp_start, first_llm.timestamp()) if first_llm else fp_start
+    wall = fp_end - llm_start
+    return {
+        "workers": args.workers,
+        "rpm_limit": args.rpm,
+        "latency_s": args.latency,
+        "conversations": job["conversations"],
+        "medium_chunks": job["extraction_total"],
+        "full_pass_status": job["full_pass_status"],
+        "llm_requests_ok": ok_requests,
+        "llm_429s": stats["status"].get("429", 0),
+        "bound_s": round(bound_s, 1),
+        "full_pass_wall_s": round(wall, 1),
+        "ratio_to_bound": round(wall / bound_s, 3) if bound_s else None,
+        "upload_to_done_s": round(fp_end - started, 1),
+        "requests_per_1000_conversations": round(1000 * ok_requests / job["conversations"], 1),
+        "baseline_one_request_per_chunk_per_1000": round(1000 * job["extraction_total"] / job["conversations"], 1),
+        "usage_rows": dict(usage) if usage else None,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("export")
+    ap.add_argument("--rpm", type=int, default=1200)
+    ap.add_argument("--latency", type=float, default=0.5)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--max-concurrency", type=int, default=64)
+    ap.add_argument("--limit-s", type=float, default=3600)
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(run(args)), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
