@@ -7,6 +7,7 @@ the integration tests all go through here, whatever the infrastructure.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -25,6 +26,35 @@ from soulprint.topics import Topics
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 
 
+class LocalActivity:
+    """Counts what this process is busy with, so background stages can yield to it.
+
+    Parsing is the start of the latency-critical path (quick_ready waits for
+    the end of the parse); in one process the chunker and facts agents compete
+    with the parser thread for the GIL. They wait while this process parses;
+    the events they would have taken stay in Kafka, and other workers' agents
+    are not affected.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> "LocalActivity":
+        self._busy += 1
+        self._idle.clear()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -33,6 +63,7 @@ class Runtime:
     topics: Topics
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
+    parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
     @property
@@ -62,6 +93,9 @@ def make_faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=MAX_EVENT_BYTES,
         producer_linger=0.005,
         stream_wait_empty=False,
+        # Events carry whole conversations: a small per-stream buffer keeps a
+        # stage that is waiting (or slow) from holding thousands in memory.
+        stream_buffer_maxsize=256,
     )
 
 

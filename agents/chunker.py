@@ -26,6 +26,7 @@ def register(rt) -> None:
     @rt.app.agent(rt.topics.conversations, name="soulprint.chunker")
     async def chunker(stream):
         async for batch in stream.take(settings.batch_size, within=settings.batch_window_s):
+            await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here
             await chunk_batch(rt, batch)
 
 

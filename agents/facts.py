@@ -30,6 +30,7 @@ def register(rt) -> None:
     @rt.app.agent(rt.topics.chunks, name="soulprint.facts", concurrency=s.facts_concurrency)
     async def facts(stream):
         async for batch in stream.take(s.facts_batch_size, within=s.batch_window_s):
+            await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here
             try:
                 await extract_batch(rt, batch)
             except Exception:  # noqa: BLE001 - never escape the loop (#315); reconciler re-drives

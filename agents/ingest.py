@@ -31,7 +31,7 @@ def register(rt) -> None:
 
 
 async def ingest_export(rt, event: ImportRequested) -> None:
-    db, topics = rt.db, rt.topics
+    db = rt.db
     await db.create_job(event.job_id, event.user_id, event.source_uri)
     if not await db.claim_ingest(event.job_id, rt.worker_id, rt.settings.stale_claim_s):
         return  # a redelivery, or another worker has it
@@ -44,9 +44,16 @@ async def ingest_export(rt, event: ImportRequested) -> None:
             sampler.add(conv)
             yield conv
 
+    with rt.parsing:
+        await emit_conversations(rt, event, reader, parse_and_sample())
+    await finish_export(rt, event, reader, sampler)
+
+
+async def emit_conversations(rt, event: ImportRequested, reader: ExportReader, conversations) -> None:
+    db, topics = rt.db, rt.topics
     seq = 0
     last_report = time.monotonic()
-    async for batch in iterate_in_thread(parse_and_sample()):
+    async for batch in iterate_in_thread(conversations):
         for conv in batch:
             await topics.conversations.send(
                 key=conversation_key(event.user_id, conv.id),
@@ -57,10 +64,13 @@ async def ingest_export(rt, event: ImportRequested) -> None:
             last_report = time.monotonic()
             s = reader.summary
             await db.report_parsing(
-                event.job_id, bytes_read=s.bytes_read, bytes_total=getattr(reader, "bytes_total", None),
+                event.job_id, bytes_read=s.bytes_read, bytes_total=reader.bytes_total,
                 conversations=s.conversations, messages=s.messages, excluded=s.excluded,
             )
 
+
+async def finish_export(rt, event: ImportRequested, reader: ExportReader, sampler: ConversationSampler) -> None:
+    db, topics = rt.db, rt.topics
     summary = reader.summary
     if not await db.finish_ingest(event.job_id, summary, reader.profile):
         return  # failed or taken over meanwhile: the newer owner reports

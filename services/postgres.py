@@ -299,6 +299,7 @@ class Postgres:
                    SET job_id = EXCLUDED.job_id, conversation_title = EXCLUDED.conversation_title,
                        content = EXCLUDED.content, token_count = EXCLUDED.token_count,
                        message_ids = EXCLUDED.message_ids, message_at = EXCLUDED.message_at,
+                       is_recent = false,
                        embedding = CASE WHEN conversation_chunks.content = EXCLUDED.content
                                         THEN conversation_chunks.embedding END
                 """
@@ -353,12 +354,14 @@ class Postgres:
             if row is None:
                 return False
             # "Recent" is relative to the export's newest message, not to today:
-            # an export downloaded a year ago still has a recent past.
+            # an export downloaded a year ago still has a recent past. Chunks are
+            # written with is_recent false, so only the recent few are touched
+            # here (rewriting every row of a large import takes minutes).
             await conn.execute(
                 """
                 UPDATE conversation_chunks
-                   SET is_recent = (message_at >= $2::timestamptz - make_interval(days => $3))
-                 WHERE job_id = $1
+                   SET is_recent = true
+                 WHERE job_id = $1 AND message_at >= $2::timestamptz - make_interval(days => $3)
                 """,
                 job_id, row["newest_message_at"], recent_days,
             )

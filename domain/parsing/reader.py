@@ -41,6 +41,11 @@ class ExportReader:
         self.profile = ProfileHints()
         self._source = ExportSource(source, self.limits)
 
+    @property
+    def bytes_total(self) -> int:
+        """Uncompressed JSON bytes the parse will read (declared sizes for a zip): progress' denominator."""
+        return sum(m.size for m in self._source.members)
+
     def __iter__(self) -> Iterator[Conversation]:
         return self._run()
 
