@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,7 +53,16 @@ async def run(args) -> dict:
                SOULPRINT_LLM_CACHE="0", SOULPRINT_KAFKA_PARTITIONS=str(args.partitions),
                SOULPRINT_LLM_MAX_CONCURRENCY=str(args.max_concurrency))
     workers = [subprocess.Popen([sys.executable, "-m", "soulprint.cli", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(args.workers)]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(args.workers)]
+    # Publish only once every worker holds its partitions: a consumer-group
+    # rebalance (about 30 s on Tansu) in the middle would stall everyone.
+    for w in workers:
+        for line in w.stderr:
+            if "consuming from" in line:
+                break
+    for w in workers:  # keep draining so a chatty worker never blocks on a full pipe
+        threading.Thread(target=w.stderr.read, daemon=True).start()
     db = await Postgres.connect(resolved.database_url)
     try:
         resolved = dataclasses.replace(resolved, partitions=args.partitions)
