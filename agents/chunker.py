@@ -8,6 +8,7 @@ and close any job whose every conversation is now chunked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from soulprint.agents.containment import contained
@@ -58,12 +59,20 @@ async def chunk_batch(rt, batch: list) -> None:
 
 
 async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite]:
+    # Chunking a batch is a second or so of pure CPU: in a thread, the event
+    # loop keeps serving the latency-critical path (someone's quick pass)
+    # between the interpreter's switches instead of after the whole batch.
+    writes = await asyncio.to_thread(_chunk_all, events, rt.settings.chunking)
+    return await rt.db.write_chunks(writes)
+
+
+def _chunk_all(events: list[ConversationImported], config) -> list[ChunkWrite]:
     writes = []
     for event in events:
         conv = event.to_domain()
-        chunks = chunk_conversation(event.user_id, conv, rt.settings.chunking)
+        chunks = chunk_conversation(event.user_id, conv, config)
         writes.append(ChunkWrite(job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=chunks))
-    return await rt.db.write_chunks(writes)
+    return writes
 
 
 async def complete_if_chunked(rt, job_id: str) -> None:

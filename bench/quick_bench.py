@@ -46,6 +46,9 @@ def report(job: dict, latency: float) -> dict:
         "llm_latency_s": latency,
         "overhead_s": round(ready - parse - latency, 2),
         "goal_met": ready - parse - latency <= 3.0,
+        # seconds after the upload at which each stage started and finished
+        "timeline": {stage: {k: round(v - job["created_at"].timestamp(), 2) for k, v in t.items()}
+                     for stage, t in times.items()},
     }
 
 
@@ -92,10 +95,10 @@ async def flood(args) -> dict:
         await rt.app.start()
         big = await publish_import(rt.settings, "flooder", Path(args.export))
         await wait_until(lambda: rt.db.get_job(big),
-                         lambda j: j["full_pass_status"] == "processing" and j["extraction_done"] > 0,
+                         lambda j: j is not None and j["extraction_done"] > 0,
                          limit_s=1800, what="the big full pass to be extracting")
         small = await publish_import(rt.settings, "newcomer", Path(args.small))
-        job = await wait_until(lambda: rt.db.get_job(small), lambda j: j["quick_status"] in ("ready", "failed"),
+        job = await wait_until(lambda: rt.db.get_job(small), lambda j: j is not None and j["quick_status"] in ("ready", "failed"),
                                limit_s=600, what="the small import's quick pass")
         flooding = await rt.db.get_job(big)
         out = {"mode": "flood", "quick_status": job["quick_status"], **report(job, args.latency),
