@@ -177,7 +177,7 @@ async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
         if runtime is not None:
             # Join the consumer group first: the upload then meets a ready
             # worker, as it would in a deployment with workers running.
-            await runtime.app.start()
+            await runtime.start()
         await db.create_job(job_id, args.user, uri)
         async with ImportPublisher(settings) as publisher:
             await publisher.publish(event)
@@ -191,16 +191,9 @@ async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
         return job, extra
     finally:
         if runtime is not None:
-            await _stop_app(runtime.app)
+            await runtime.stop()
         if db is not None:
             await db.close()
-
-
-async def _stop_app(app) -> None:
-    try:
-        await app.stop()
-    except Exception:  # noqa: BLE001 - shutting down anyway
-        logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
 
 
 async def job_extras(db, job: dict) -> dict:
@@ -302,11 +295,11 @@ def cmd_worker(args) -> int:
 
         rt = await build_runtime(resolved)
         try:
-            await rt.app.start()
+            await rt.start()
             print(f"soulprint worker {rt.worker_id} consuming from {resolved.kafka_bootstrap}", file=sys.stderr)
             await asyncio.Event().wait()  # until SIGTERM / Ctrl-C
         finally:
-            await _stop_app(rt.app)
+            await rt.stop()
             await rt.db.close()
 
     with Stack(settings) as stack:

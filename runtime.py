@@ -59,8 +59,13 @@ class LocalActivity:
 class Runtime:
     settings: Settings
     db: Postgres
-    app: faust.App
+    app: faust.App  # the pipeline's stages
     topics: Topics
+    # The quick pass runs on an app (consumer group) of its own: faust hands
+    # fetched messages to agents through one conductor, so a full stage queue
+    # (chunks, conversations) would otherwise hold up someone's quick pass.
+    quick_app: faust.App
+    quick_topics: Topics
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     parsing: LocalActivity = field(default_factory=LocalActivity)
@@ -70,12 +75,23 @@ class Runtime:
     def log(self) -> logging.Logger:
         return logging.getLogger("soulprint")
 
+    async def start(self) -> None:
+        """Join both consumer groups (in parallel: each join waits on the broker)."""
+        await asyncio.gather(self.app.start(), self.quick_app.start())
 
-def make_faust_app(settings: Settings) -> faust.App:
+    async def stop(self) -> None:
+        for app in (self.quick_app, self.app):
+            try:
+                await app.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
+
+
+def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
     assert settings.kafka_bootstrap, "broker must be resolved (embedded or external) before the app is built"
     datadir = Path(settings.data_dir) / "faust"
     return faust.App(
-        settings.app_id,
+        settings.app_id + suffix,
         broker=f"kafka://{settings.kafka_bootstrap}",
         autodiscover=False,
         # Tansu has no transactions or idempotent producer; every write
@@ -112,6 +128,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     db = await Postgres.connect(settings.database_url)
     app = make_faust_app(settings)
     topics = Topics(app, settings.topic_prefix, settings.partitions)
+    quick_app = make_faust_app(settings, suffix="-quick")
+    quick_topics = Topics(quick_app, settings.topic_prefix, settings.partitions)
     config = config_from_env()
     sink, cache = PostgresUsageSink(db.pool), PostgresCache(db.pool)
     llm = build_llm_client(config, sink=sink, cache=cache)
@@ -119,7 +137,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     # extraction requests in the shared limiter: the quick pass has its own.
     quick_llm = build_llm_client(config, sink=sink, cache=cache,
                                  limiter=AdaptiveLimiter(4, 8, name="quick-pass"))
-    rt = Runtime(settings=settings, db=db, app=app, topics=topics, llm=llm, quick_llm=quick_llm)
+    rt = Runtime(settings=settings, db=db, app=app, topics=topics, quick_app=quick_app,
+                 quick_topics=quick_topics, llm=llm, quick_llm=quick_llm)
     # The pipeline, in the order events flow through it.
     for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
         stage.register(rt)

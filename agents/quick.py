@@ -23,7 +23,7 @@ def register(rt) -> None:
     # concurrency: one person's slow LLM answer must not hold up the next
     # person's quick pass. Losing an offset to faust #606 here costs nothing
     # durable: the status table shows the quick pass still pending/running.
-    @rt.app.agent(rt.topics.quick, name="soulprint.quick", concurrency=8)
+    @rt.quick_app.agent(rt.quick_topics.quick, name="soulprint.quick", concurrency=8)
     async def quick(stream):
         async for event in stream:
             try:
@@ -51,7 +51,7 @@ async def quick_pass(rt, event: QuickPassRequested) -> None:
         rendered=rendered_sections(sections), soulprint_text=text, memory_md=None, offline=sections.offline,
     )
     await rt.db.quick_ready(event.job_id)
-    await rt.topics.sections.send(
+    await rt.quick_topics.sections.send(
         key=event.user_id,
         value=SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=1,
                                 offline=sections.offline, soulprint_text=text),

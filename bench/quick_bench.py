@@ -92,7 +92,7 @@ async def flood(args) -> dict:
         sink = PostgresUsageSink(rt.db.pool)
         rt.llm = AnthropicClient(config, sink=sink, cache=None)
         rt.quick_llm = AnthropicClient(config, sink=sink, cache=None, limiter=AdaptiveLimiter(4, 8, name="quick"))
-        await rt.app.start()
+        await rt.start()
         big = await publish_import(rt.settings, "flooder", Path(args.export))
         await wait_until(lambda: rt.db.get_job(big),
                          lambda j: j is not None and j["extraction_done"] > 0,
@@ -108,7 +108,7 @@ async def flood(args) -> dict:
         return out
     finally:
         if rt is not None:
-            await rt.app.stop()
+            await rt.stop()
             await rt.db.close()
         stack.stop()
         fake.terminate()

@@ -78,9 +78,9 @@ async def runtime(stack_settings, db):
     from soulprint.runtime import build_runtime
 
     rt = await build_runtime(stack_settings)
-    await rt.app.start()
+    await rt.start()
     yield rt
-    await rt.app.stop()
+    await rt.stop()
     await rt.db.close()
 
 

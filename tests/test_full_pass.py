@@ -122,7 +122,7 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
     user = f"kill-{uuid.uuid4().hex[:8]}"
     first = await build_runtime(settings)
     first.llm = SlowLLM(first.llm, delay_s=0.05)
-    await first.app.start()
+    await first.start()
     try:
         job_id = await publish_import(settings, user, SAMPLE)
         await wait_until(lambda: db.get_job(job_id),
@@ -130,13 +130,13 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
                          and 0 < j["extraction_done"] < j["extraction_total"],
                          what="extraction under way")
     finally:
-        await first.app.stop()  # the worker dies mid-pass: in-flight batches are lost
+        await first.stop()  # the worker dies mid-pass: in-flight batches are lost
         await first.db.close()
 
     # A job is "stalled" after one second without progress; the reconciler is
     # called on every poll and re-drives only when that holds.
     second = await build_runtime(dataclasses.replace(settings, stall_after_s=1.0, max_redrives=50))
-    await second.app.start()
+    await second.start()
     try:
         async def progress():
             await reconcile_once(second)  # as the periodic timer would, without waiting for it
@@ -144,7 +144,7 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
 
         job = await wait_until(progress, job_finished, what="the restarted job to finish")
     finally:
-        await second.app.stop()
+        await second.stop()
         await second.db.close()
 
     assert job["full_pass_status"] == "complete", job["full_pass_error"]
