@@ -95,7 +95,7 @@ async def flood(args) -> dict:
         await rt.start()
         big = await publish_import(rt.settings, "flooder", Path(args.export))
         await wait_until(lambda: rt.db.get_job(big),
-                         lambda j: j is not None and j["extraction_done"] > 0,
+                         lambda j: j is not None and j["extraction_done"] >= 500,
                          limit_s=1800, what="the big full pass to be extracting")
         small = await publish_import(rt.settings, "newcomer", Path(args.small))
         job = await wait_until(lambda: rt.db.get_job(small), lambda j: j is not None and j["quick_status"] in ("ready", "failed"),
