@@ -568,9 +568,16 @@ class Postgres:
             return dict(row) if row else {}
 
     async def refresh_extraction(self, job_id: str) -> dict[str, Any] | None:
-        """Recount extraction progress from the rows (the reconciler's view of the truth)."""
-        row = await self.pool.fetchrow(
-            """
+        """Recount extraction progress from the rows (the reconciler's view of the truth).
+
+        Under the job row lock, like write_facts: an UPDATE whose count was
+        taken before it waited for a concurrent writer would store a stale,
+        lower number over the writer's correct one.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+            row = await conn.fetchrow(
+                """
             UPDATE import_jobs
                SET extraction_done = (SELECT count(*) FROM fact_extractions
                                        WHERE job_id = $1 AND status = 'done'),
@@ -578,8 +585,8 @@ class Postgres:
              WHERE job_id = $1
             RETURNING extraction_done, extraction_total, facts_total, full_pass_status, full_pass_stage
             """,
-            job_id,
-        )
+                job_id,
+            )
         return dict(row) if row else None
 
     async def extraction_failed(self, job_id: str, chunk_ids: Sequence[str], error: str) -> None:
@@ -601,8 +608,11 @@ class Postgres:
         facts, counted from the rows, so no redelivered or replayed event can
         start consolidation early or twice.
         """
-        row = await self.pool.fetchrow(
-            """
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Lock first so the count below sees every committed extraction.
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+            row = await conn.fetchrow(
+                """
             UPDATE import_jobs
                SET full_pass_stage = $3, full_pass_moved_at = now(), updated_at = now()
              WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = $2
@@ -610,8 +620,8 @@ class Postgres:
                                        WHERE e.job_id = $1 AND e.status = 'done') >= extraction_total)
             RETURNING job_id
             """,
-            job_id, from_stage, to_stage,
-        )
+                job_id, from_stage, to_stage,
+            )
         return row is not None
 
     async def load_facts(self, job_id: str) -> list[Fact]:

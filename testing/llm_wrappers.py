@@ -9,6 +9,7 @@ layer does after its retries and repair.
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 
 from soulprint.services.llm.base import LLMRequest, LLMResult, Usage
 
@@ -36,3 +37,14 @@ class FailingLLM:
             return LLMResult(ok=False, data=None, text="", error=self.error, error_kind="schema", usage=Usage(),
                              cached=False, provider="test", model="test", offline=False)
         return await self.inner.complete(request)
+
+
+@contextmanager
+def llm_swapped(runtime, client):
+    """Route a running worker's LLM calls (bulk and quick lanes) through ``client`` for a while."""
+    previous = runtime.llm, runtime.quick_llm
+    runtime.llm = runtime.quick_llm = client
+    try:
+        yield client
+    finally:
+        runtime.llm, runtime.quick_llm = previous

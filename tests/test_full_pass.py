@@ -14,7 +14,7 @@ from soulprint.services.llm import PostgresCache, PostgresUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
 from soulprint.testing.fake_anthropic import FakeAnthropicServer
 from soulprint.testing.fixtures_llm import fast_config, fresh_limiter
-from soulprint.testing.llm_wrappers import FailingLLM, SlowLLM
+from soulprint.testing.llm_wrappers import FailingLLM, SlowLLM, llm_swapped
 from soulprint.testing.pipeline import import_and_wait, publish_import
 from soulprint.testing.waiting import wait_until
 from soulprint.reporting import job_finished
@@ -79,11 +79,8 @@ async def test_same_import_twice_leaves_the_same_facts(runtime, db, user_id):
 
 @pytest.mark.parametrize("stage", ["memory", "sections_v2"])
 async def test_failing_memory_or_sections_call_keeps_v1(runtime, db, user_id, stage):
-    offline, runtime.llm = runtime.llm, FailingLLM(runtime.llm, {stage})
-    try:
+    with llm_swapped(runtime, FailingLLM(runtime.llm, {stage})):
         job = await import_and_wait(runtime, user_id, SAMPLE)
-    finally:
-        runtime.llm = offline
 
     assert job["status"] == "complete" and job["quick_status"] == "ready"
     assert job["full_pass_status"] == "failed"
@@ -97,12 +94,10 @@ async def test_a_fifth_of_answers_rate_limited_or_overloaded_still_completes(run
                                    overloaded_retry_after=0.01) as server:
         client = AnthropicClient(fast_config(server.url, max_attempts=8), sink=PostgresUsageSink(db.pool),
                                  cache=PostgresCache(db.pool), limiter=fresh_limiter())
-        previous = runtime.llm, runtime.quick_llm
-        runtime.llm = runtime.quick_llm = client
         try:
-            job = await import_and_wait(runtime, user_id, SAMPLE)
+            with llm_swapped(runtime, client):
+                job = await import_and_wait(runtime, user_id, SAMPLE)
         finally:
-            runtime.llm, runtime.quick_llm = previous
             await client.aclose()
 
     assert job["quick_status"] == "ready", job["quick_error"]

@@ -13,6 +13,7 @@ from soulprint.services.llm import PostgresCache, PostgresUsageSink, usage_for_j
 from soulprint.services.llm.anthropic_provider import AnthropicClient
 from soulprint.testing.fake_anthropic import FakeAnthropicServer
 from soulprint.testing.fixtures_llm import fast_config, fresh_limiter
+from soulprint.testing.llm_wrappers import llm_swapped
 from soulprint.testing.pipeline import import_and_wait
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +37,10 @@ async def fake_llm(runtime, db):
     async with FakeAnthropicServer(seed=7) as server:
         client = AnthropicClient(fast_config(server.url), sink=PostgresUsageSink(db.pool),
                                  cache=PostgresCache(db.pool), limiter=fresh_limiter())
-        previous = runtime.llm, runtime.quick_llm
-        runtime.llm = runtime.quick_llm = client
         try:
-            yield server
+            with llm_swapped(runtime, client):
+                yield server
         finally:
-            runtime.llm, runtime.quick_llm = previous
             await client.aclose()
 
 
@@ -116,12 +115,10 @@ async def test_timeouts_end_in_a_contained_failure(runtime, db, user_id, small_e
     async with FakeAnthropicServer(seed=3, timeout_rate=1.0, hang_s=5.0) as server:
         client = AnthropicClient(fast_config(server.url, timeout_s=0.2, max_attempts=2),
                                  sink=PostgresUsageSink(db.pool), cache=None, limiter=fresh_limiter())
-        previous = runtime.llm, runtime.quick_llm
-        runtime.llm = runtime.quick_llm = client
         try:
-            job = await import_and_wait(runtime, user_id, small_export)
+            with llm_swapped(runtime, client):
+                job = await import_and_wait(runtime, user_id, small_export)
         finally:
-            runtime.llm, runtime.quick_llm = previous
             await client.aclose()
 
     assert job["quick_status"] == "failed"
