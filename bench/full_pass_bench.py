@@ -51,7 +51,8 @@ async def run(args) -> dict:
     env.update(SOULPRINT_KAFKA_BOOTSTRAP=resolved.kafka_bootstrap, SOULPRINT_DATABASE_URL=resolved.database_url,
                SOULPRINT_DATA_DIR=str(settings.data_dir), ANTHROPIC_API_KEY="bench", ANTHROPIC_BASE_URL=url,
                SOULPRINT_LLM_CACHE="0", SOULPRINT_KAFKA_PARTITIONS=str(args.partitions),
-               SOULPRINT_LLM_MAX_CONCURRENCY=str(args.max_concurrency))
+               SOULPRINT_LLM_MAX_CONCURRENCY=str(args.max_concurrency),
+               SOULPRINT_FACTS_CONCURRENCY=str(args.facts_concurrency))
     workers = [subprocess.Popen([sys.executable, "-m", "soulprint.cli", "worker"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for _ in range(args.workers)]
@@ -93,6 +94,8 @@ async def run(args) -> dict:
     wall = fp_end - llm_start
     return {
         "workers": args.workers,
+        "facts_concurrency": args.facts_concurrency,
+        "chunking_done_after_first_answer_s": round(job["finished_at"].timestamp() - llm_start, 1),
         "rpm_limit": args.rpm,
         "latency_s": args.latency,
         "conversations": job["conversations"],
@@ -118,6 +121,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--max-concurrency", type=int, default=64)
+    ap.add_argument("--facts-concurrency", type=int, default=4, help="facts batches in flight per worker")
     ap.add_argument("--limit-s", type=float, default=3600)
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2, default=str))

@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -75,7 +74,7 @@ def single(args) -> dict:
 async def flood(args) -> dict:
     from soulprint.runtime import build_runtime
     from soulprint.services.embedded import Stack
-    from soulprint.services.llm import AdaptiveLimiter, PostgresCache, PostgresUsageSink
+    from soulprint.services.llm import AdaptiveLimiter, PostgresUsageSink
     from soulprint.services.llm.anthropic_provider import AnthropicClient
     from soulprint.services.llm.factory import config_from_env
     from soulprint.settings import load_settings
