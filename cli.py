@@ -148,10 +148,7 @@ def cmd_import(args) -> int:
 
         print(summary_text(job, extra))
     if job.get("status") == "failed":
-        if not args.json:
-            print(f"soulprint: error: {job['error']}", file=sys.stderr)
-        else:
-            print(f"soulprint: error: {job['error']}", file=sys.stderr)
+        print(f"soulprint: error: {job['error']}", file=sys.stderr)
         return EXIT_FAILED_JOB
     return 0
 

@@ -66,20 +66,22 @@ async def extract_job(rt, job_id: str, user_id: str, chunk_ids: list[str]) -> No
         else:
             failed.extend(c.chunk_id for c in group)
             error = result.error or "extraction failed"
+    progress = None
     if failed:
         await rt.db.extraction_failed(job_id, failed, error)
     if done:
-        await rt.db.write_facts(job_id, done, facts)
-    await finish_if_extracted(rt, job_id, user_id)
+        progress = await rt.db.write_facts(job_id, done, facts)
+    await finish_if_extracted(rt, job_id, user_id, progress)
 
 
-async def finish_if_extracted(rt, job_id: str, user_id: str) -> None:
+async def finish_if_extracted(rt, job_id: str, user_id: str, progress: dict | None = None) -> None:
     """Every extraction chunk has its facts: hand the job to consolidation.
 
-    Any number of workers may send this; the consolidation agent's state
-    transition lets exactly one of them start it.
+    ``progress`` is the count a write just took under the job lock; without
+    it the rows are counted again. Any number of workers may send this; the
+    consolidation agent's state transition lets exactly one of them start it.
     """
-    job = await rt.db.refresh_extraction(job_id)
+    job = progress or await rt.db.refresh_extraction(job_id)
     if (job and job["full_pass_status"] == "processing" and job["full_pass_stage"] == "facts"
             and job["extraction_done"] >= job["extraction_total"]):
         await rt.topics.facts.send(key=job_id, value=FactsExtracted(job_id=job_id, user_id=user_id,

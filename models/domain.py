@@ -31,10 +31,13 @@ class Conversation:
 
     @property
     def newest_time(self) -> float | None:
-        times = [m.time for m in self.messages if m.time is not None]
-        if times:
-            return max(times)
-        return self.updated_at or self.created_at
+        """Newest message time; the conversation's own times when no message has one."""
+        newest = None
+        for m in self.messages:  # a plain loop: the parser calls this per conversation
+            t = m.time
+            if t is not None and (newest is None or t > newest):
+                newest = t
+        return newest if newest is not None else (self.updated_at or self.created_at)
 
 
 @dataclass(slots=True)

@@ -553,19 +553,7 @@ class Postgres:
                 """,
                 job_id, list(per_chunk), list(per_chunk.values()),
             )
-            row = await conn.fetchrow(
-                """
-                UPDATE import_jobs
-                   SET extraction_done = (SELECT count(*) FROM fact_extractions
-                                           WHERE job_id = $1 AND status = 'done'),
-                       facts_total = (SELECT count(*) FROM facts WHERE job_id = $1),
-                       full_pass_moved_at = now(), updated_at = now()
-                 WHERE job_id = $1
-                RETURNING extraction_done, extraction_total, full_pass_status, full_pass_stage
-                """,
-                job_id,
-            )
-            return dict(row) if row else {}
+            return await _recount_extraction(conn, job_id, progressed=True) or {}
 
     async def refresh_extraction(self, job_id: str) -> dict[str, Any] | None:
         """Recount extraction progress from the rows (the reconciler's view of the truth).
@@ -576,18 +564,7 @@ class Postgres:
         """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
-            row = await conn.fetchrow(
-                """
-            UPDATE import_jobs
-               SET extraction_done = (SELECT count(*) FROM fact_extractions
-                                       WHERE job_id = $1 AND status = 'done'),
-                   facts_total = (SELECT count(*) FROM facts WHERE job_id = $1)
-             WHERE job_id = $1
-            RETURNING extraction_done, extraction_total, facts_total, full_pass_status, full_pass_stage
-            """,
-                job_id,
-            )
-        return dict(row) if row else None
+            return await _recount_extraction(conn, job_id, progressed=False)
 
     async def extraction_failed(self, job_id: str, chunk_ids: Sequence[str], error: str) -> None:
         await self.pool.execute(
@@ -763,6 +740,24 @@ class Postgres:
         counts = {"micro": 0, "medium": 0, "macro": 0}
         counts.update({r["tier"]: r["n"] for r in rows})
         return counts
+
+
+async def _recount_extraction(conn: asyncpg.Connection, job_id: str, *, progressed: bool) -> dict[str, Any] | None:
+    """Store extraction progress counted from the rows. The caller holds the job row lock,
+    so this statement's snapshot includes every committed extraction."""
+    row = await conn.fetchrow(
+        """
+        UPDATE import_jobs
+           SET extraction_done = (SELECT count(*) FROM fact_extractions WHERE job_id = $1 AND status = 'done'),
+               facts_total = (SELECT count(*) FROM facts WHERE job_id = $1),
+               full_pass_moved_at = CASE WHEN $2 THEN now() ELSE full_pass_moved_at END,
+               updated_at = CASE WHEN $2 THEN now() ELSE updated_at END
+         WHERE job_id = $1
+        RETURNING extraction_done, extraction_total, facts_total, full_pass_status, full_pass_stage
+        """,
+        job_id, progressed,
+    )
+    return dict(row) if row else None
 
 
 def _tier_counts(chunks: Iterable[Chunk]) -> dict[str, int]:

@@ -120,7 +120,7 @@ class ExportReader:
                             continue
                         summary.conversations += 1
                         summary.messages += len(msgs)
-                        t = _newest(conv)
+                        t = conv.newest_time
                         if t is not None and (newest is None or t > newest):
                             newest = summary.newest_message_time = t
                         yield conv
@@ -168,17 +168,6 @@ def listed_json_files(value, depth: int = 0) -> list[str]:
         for v in value:
             out.extend(listed_json_files(v, depth + 1))
     return out
-
-
-def _newest(conv: Conversation) -> float | None:
-    newest = None
-    for m in conv.messages:
-        t = m.time
-        if t is not None and (newest is None or t > newest):
-            newest = t
-    if newest is None:
-        newest = conv.updated_at or conv.created_at
-    return newest
 
 
 def _label(src: ExportSource, member: Member) -> str:
