@@ -18,7 +18,8 @@ Routes
                                         anthropic_version; same response JSON)
   POST /v1/messages/batches             Message Batches: create (processed at once)
   GET  /v1/messages/batches/{id}        ... status ("ended" after `batch_polls` GETs)
-  GET  /v1/messages/batches/{id}/results  ... results as JSONL
+  GET  /v1/messages/batches/{id}/results  ... results as JSONL, in `batch_results_order`
+  POST /v1/messages/batches/{id}/cancel ... cancel ("canceling", then "ended" at the next GET)
   GET  /_stats  POST /_reset  POST /_config  (knobs as JSON; "script": [...] queues outcomes)
 
 Faults (seeded RNG, so runs are reproducible): 429 rate_limit_error with
@@ -28,7 +29,8 @@ gives up, then the connection is closed unanswered), malformed answers (text
 instead of the forced tool call) and schema-breaking tool input (a required
 property dropped). rpm/tpm limits use a sliding 60 s window. A script of
 outcomes ("ok", "429", "529", "500", "timeout", "malformed", "schema_break",
-"truncated") is consumed before the random faults, for exact tests.
+"truncated") is consumed before the random faults, for exact tests; a batch
+script ("ok", "errored", "expired", "canceled") decides batch requests first.
 
 Accounting invariant: /_stats token counters are exactly the sums of the
 ``usage`` blocks the server returned (a request that got no 200 has no usage).
@@ -59,6 +61,7 @@ from typing import Any
 _HANG = object()  # dispatch result: hold the request, never answer
 
 OUTCOMES = ("ok", "429", "529", "500", "timeout", "malformed", "schema_break", "truncated")
+BATCH_OUTCOMES = ("ok", "errored", "expired", "canceled")
 
 
 @dataclass
@@ -80,11 +83,16 @@ class FakeConfig:
     cache_ttl_s: float = 300.0
     require_auth: bool = True
     batch_polls: int = 1  # GETs of a batch before it reports "ended"
+    batch_results_order: str = "shuffled"  # results file order: "shuffled", "reversed" or "request"
 
 
 def _now_iso(offset_s: float = 0.0) -> str:
     t = datetime.now(timezone.utc) + timedelta(seconds=offset_s)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dumps(obj: Any) -> bytes:
@@ -160,9 +168,12 @@ class FakeAnthropicServer:
     def configure(self, **knobs: Any) -> None:
         names = {f.name for f in fields(FakeConfig)}
         script = knobs.pop("script", None)
+        batch_script = knobs.pop("batch_script", None)
         unknown = set(knobs) - names
         if unknown:
             raise ValueError(f"unknown fake server knobs: {sorted(unknown)}")
+        if knobs.get("batch_results_order", "shuffled") not in ("shuffled", "reversed", "request"):
+            raise ValueError("batch_results_order must be 'shuffled', 'reversed' or 'request'")
         reseed = "seed" in knobs
         for k, v in knobs.items():
             setattr(self.config, k, v)
@@ -170,6 +181,8 @@ class FakeAnthropicServer:
             self.rng = random.Random(self.config.seed)
         if script is not None:
             self.script(script)
+        if batch_script is not None:
+            self.script_batch(batch_script)
 
     def script(self, outcomes: list[str]) -> None:
         """Queue exact outcomes for the next model requests (before random faults apply)."""
@@ -178,6 +191,14 @@ class FakeAnthropicServer:
             raise ValueError(f"unknown outcomes {bad}; expected {OUTCOMES}")
         self._script.extend(outcomes)
 
+    def script_batch(self, outcomes: list[str]) -> None:
+        """Queue outcomes for the next batch requests, in submission order: "ok" (answered like a
+        message request, script and faults included), "errored", "expired" or "canceled"."""
+        bad = [o for o in outcomes if o not in BATCH_OUTCOMES]
+        if bad:
+            raise ValueError(f"unknown batch outcomes {bad}; expected {BATCH_OUTCOMES}")
+        self._batch_script.extend(outcomes)
+
     def reset(self) -> None:
         """Counters, caches, windows, script and RNG back to the start (knobs kept)."""
         self.rng = random.Random(self.config.seed)
@@ -185,6 +206,7 @@ class FakeAnthropicServer:
         self._window: collections.deque[tuple[float, int]] = collections.deque()  # (time, tokens)
         self._prompt_cache: dict[str, float] = {}  # prefix hash -> expiry
         self._batches: dict[str, dict[str, Any]] = {}
+        self._batch_script: collections.deque[str] = collections.deque()
         self._seq = 0
         self.requests_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._stats: dict[str, Any] = {
@@ -202,6 +224,7 @@ class FakeAnthropicServer:
         s["by_model"] = {m: dict(v) for m, v in s["by_model"].items()}
         s["config"] = asdict(self.config)
         s["script_left"] = len(self._script)
+        s["batch_script_left"] = len(self._batch_script)
         return s
 
     def _count_usage(self, model: str, usage: dict[str, int]) -> None:
@@ -267,6 +290,10 @@ class FakeAnthropicServer:
             if path == "/v1/messages/batches" and method == "POST":
                 self._auth(headers, "messages")
                 return 200, {}, _dumps(self._create_batch(_json_body(body))), "application/json"
+            m = re.fullmatch(r"/v1/messages/batches/([^/]+)/cancel", path)
+            if m and method == "POST":
+                self._auth(headers, "messages")
+                return 200, {}, _dumps(self._cancel_batch(m.group(1))), "application/json"
             m = re.fullmatch(r"/v1/messages/batches/([^/]+)(/results)?", path)
             if m and method == "GET":
                 self._auth(headers, "messages")
@@ -522,47 +549,76 @@ class FakeAnthropicServer:
         }
 
     # ------------------------------------------------------------------ batches
+    #
+    # As the API: the top-level body is checked at once (400), each request's
+    # params only while it is processed (an "errored" result). Results are
+    # produced at creation, but usage counts once the batch reports "ended"
+    # (a batch canceled before that returned no usage), and the results file
+    # lists them in `batch_results_order` ("shuffled" by default: the API
+    # promises no order, custom_id is the only key).
 
     def _create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
         reqs = body.get("requests")
         if not isinstance(reqs, list) or not reqs:
             raise _ApiError(400, "invalid_request_error", "requests: at least one request is required")
+        seen: set[str] = set()
+        for i, item in enumerate(reqs):
+            custom_id = item.get("custom_id") if isinstance(item, dict) else None
+            if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 64:
+                raise _ApiError(400, "invalid_request_error", f"requests.{i}.custom_id: 1 to 64 characters required")
+            if custom_id in seen:
+                raise _ApiError(400, "invalid_request_error",
+                                f"requests.{i}.custom_id: {custom_id!r} is not unique within the batch")
+            seen.add(custom_id)
         results = []
-        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         for item in reqs:
-            custom_id, params = item.get("custom_id"), item.get("params") or {}
+            custom_id, params = item["custom_id"], item.get("params") or {}
+            scripted = self._batch_script.popleft() if self._batch_script else "ok"
+            if scripted in ("expired", "canceled"):
+                results.append({"custom_id": custom_id, "result": {"type": scripted}})
+                continue
             try:
+                if scripted == "errored":
+                    raise _ApiError(400, "invalid_request_error", "params: rejected by the scripted batch outcome")
                 model = self._check_request("messages", None, params)
                 outcome = self._next_outcome()
                 if outcome in ("429", "529", "500", "timeout"):
                     raise _ApiError(500, "api_error", "Internal server error")
                 message = self._synthesise("messages", model, params, outcome)
-                self._count_usage(model, message["usage"])
                 results.append({"custom_id": custom_id, "result": {"type": "succeeded", "message": message}})
-                counts["succeeded"] += 1
             except _ApiError as err:
                 results.append({"custom_id": custom_id, "result": {
                     "type": "errored", "error": {"type": "error", "error": {"type": err.etype, "message": err.message}}}})
-                counts["errored"] += 1
         self._stats["batches"] += 1
         self._stats["by_route"]["batches"] += len(reqs)
         batch_id = self._next_id("msgbatch")
-        self._batches[batch_id] = {"results": results, "counts": counts, "polls": 0, "created_at": _now_iso(),
-                                   "ended_at": None}
+        created = datetime.now(timezone.utc)
+        self._batches[batch_id] = {"results": results, "polls": 0, "created_at": created, "ended_at": None,
+                                   "cancel_initiated_at": None, "end_at_poll": None}
         return self._batch_object(batch_id)
 
     def _batch_object(self, batch_id: str) -> dict[str, Any]:
         b = self._batches[batch_id]
-        ended = b["polls"] >= self.config.batch_polls
-        if ended and b["ended_at"] is None:
-            b["ended_at"] = _now_iso()
-        n = len(b["results"])
-        counts = dict(b["counts"]) if ended else {"processing": n, "succeeded": 0, "errored": 0, "canceled": 0,
-                                                  "expired": 0}
+        ended = b["ended_at"] is not None
+        end_at = b["end_at_poll"] if b["end_at_poll"] is not None else self.config.batch_polls
+        if not ended and b["polls"] >= end_at:
+            b["ended_at"] = datetime.now(timezone.utc)
+            ended = True
+            for r in b["results"]:
+                if r["result"]["type"] == "succeeded":
+                    self._count_usage(r["result"]["message"]["model"], r["result"]["message"]["usage"])
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if ended:
+            for r in b["results"]:
+                counts[r["result"]["type"]] += 1
+        else:
+            counts["processing"] = len(b["results"])
+        status = "ended" if ended else ("canceling" if b["cancel_initiated_at"] else "in_progress")
         return {
-            "id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
-            "request_counts": counts, "ended_at": b["ended_at"], "created_at": b["created_at"],
-            "expires_at": _now_iso(86400), "archived_at": None, "cancel_initiated_at": None,
+            "id": batch_id, "type": "message_batch", "processing_status": status,
+            "request_counts": counts, "ended_at": _iso(b["ended_at"]), "created_at": _iso(b["created_at"]),
+            "expires_at": _iso(b["created_at"] + timedelta(hours=24)), "archived_at": None,
+            "cancel_initiated_at": _iso(b["cancel_initiated_at"]),
             "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None,
         }
 
@@ -571,12 +627,31 @@ class FakeAnthropicServer:
         if b is None:
             raise _ApiError(404, "not_found_error", f"batch {batch_id} not found")
         if results:
-            if b["polls"] < self.config.batch_polls:
+            if b["ended_at"] is None:
                 raise _ApiError(400, "invalid_request_error", "batch has not ended yet")
-            lines = b"".join(_dumps(r) + b"\n" for r in b["results"])
+            rows = list(b["results"])
+            order = self.config.batch_results_order
+            if order == "reversed":
+                rows.reverse()
+            elif order == "shuffled":
+                random.Random(f"{self.config.seed}:{batch_id}").shuffle(rows)
+            lines = b"".join(_dumps(r) + b"\n" for r in rows)
             return 200, {}, lines, "application/binary"
         b["polls"] += 1
         return 200, {}, _dumps(self._batch_object(batch_id)), "application/json"
+
+    def _cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        b = self._batches.get(batch_id)
+        if b is None:
+            raise _ApiError(404, "not_found_error", f"batch {batch_id} not found")
+        if b["ended_at"] is None and b["cancel_initiated_at"] is None:
+            # Nothing here was really processed yet: every request ends canceled
+            # (the API would finish the few requests already running).
+            b["cancel_initiated_at"] = datetime.now(timezone.utc)
+            b["end_at_poll"] = b["polls"] + 1  # "canceling" now, "ended" at the next GET
+            for r in b["results"]:
+                r["result"] = {"type": "canceled"}
+        return self._batch_object(batch_id)
 
 
 # ---------------------------------------------------------------------- synthesis helpers
