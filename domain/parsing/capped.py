@@ -24,7 +24,11 @@ restarts at every :meth:`mark` so such drift never accumulates past one
 conversation. Known limitation: a ``]`` inside a string cancels a real open,
 so a crafted file (``["]",["]",...``) hides its nesting from this guard; closing
 that gap means tracking strings and escapes, about 5x the cost of this pass
-(see the xfail test in tests/test_parsing.py).
+(see the xfail test in tests/test_parsing.py). That gap is left only on
+ijson's path (a ``{"conversations": [...]}`` wrapper, a manifest, a hand-off):
+a top-level list, every export's shape, goes through framing.ArrayItems, which
+switches this guard off, checks each element's brackets as a whole and lets
+orjson count the real nesting (it stops at 1,024 levels).
 """
 
 from __future__ import annotations
@@ -40,6 +44,29 @@ _BOM = b"\xef\xbb\xbf"
 # Below this many bytes a zip member's actual ratio is not checked: a small
 # file of whitespace may compress 500:1 and is harmless.
 RATIO_MIN_BYTES = 1 << 20
+
+
+def too_deep(limit: int, where: str) -> ExportError:
+    return ExportError("too_deep", f"JSON nesting deeper than {limit} levels in {where}")
+
+
+def nesting_exceeds(parens: bytes, limit: int) -> bool:
+    """Whether one complete value, as its brackets mapped to "(" and ")", may nest past ``limit``.
+
+    Blind to strings, like the reader's guard, so an upper-bound estimate:
+    matched pairs are stripped a level per pass, and brackets left unmatched
+    (from text) count as levels too.
+    """
+    opens = parens.count(b"(")
+    if opens <= limit:
+        return False
+    passes = 0
+    while b"()" in parens:
+        parens = parens.replace(b"()", b"")
+        passes += 1
+        if passes > limit:
+            return True
+    return passes + parens.count(b"(") > limit
 
 
 class Budget:
@@ -59,7 +86,7 @@ class CappedReader:
 
     __slots__ = (
         "_raw", "name", "_limits", "_budget", "bytes_read", "_since_mark",
-        "_depth", "_compressed", "_first",
+        "_depth", "_compressed", "_first", "guard_depth",
     )
 
     def __init__(self, raw, name: str, limits: ParseLimits, budget: Budget,
@@ -73,6 +100,13 @@ class CappedReader:
         self._depth = 0  # brackets still open since the last mark (upper-bound estimate)
         self._compressed = compressed_size  # zip members only
         self._first = True
+        # The framer (framing.ArrayItems) checks each element's nesting itself,
+        # exactly per element, and switches this off; ijson needs it on.
+        self.guard_depth = True
+
+    @property
+    def limits(self) -> ParseLimits:
+        return self._limits
 
     def mark(self) -> None:
         """An item was emitted: restart the per-conversation byte and depth counts.
@@ -120,10 +154,11 @@ class CappedReader:
                 f"zip member {self.name} expands more than {limits.max_compression_ratio:g}:1 "
                 f"(limit max_compression_ratio)",
             )
-        self._check_depth(data)
+        if self.guard_depth:
+            self.check_depth(data)
         return data
 
-    def _check_depth(self, data: bytes) -> None:
+    def check_depth(self, data: bytes) -> None:
         limit = self._limits.max_nesting_depth
         brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
         if not brackets:
@@ -156,10 +191,7 @@ class CappedReader:
         self._depth = depth + opens
 
     def _too_deep(self):
-        raise ExportError(
-            "too_deep",
-            f"JSON nesting deeper than {self._limits.max_nesting_depth} levels in {self.name}",
-        )
+        raise too_deep(self._limits.max_nesting_depth, self.name)
 
     def close(self) -> None:
         self._raw.close()

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 from . import backend
 from .capped import CappedReader
 from .errors import ExportError
+from .framing import ArrayItems
 
 _WHITESPACE = b" \t\r\n"
 _SCALAR_START = b'"-0123456789tfn'
@@ -131,5 +132,17 @@ def iter_items(reader: CappedReader, prefix: str) -> Iterator[object]:
         for item in items:
             yield item
             reader.mark()
+    except _READ_ERRORS as e:
+        raise translate_error(e, reader) from None
+
+
+def iter_conversations(reader: CappedReader, prefix: str) -> Iterator[object]:
+    """The items at ``prefix``: a top-level list is cut into elements for orjson
+    (see framing), any other shape goes through ijson."""
+    if prefix != "item":
+        yield from iter_items(reader, prefix)
+        return
+    try:
+        yield from ArrayItems(reader)
     except _READ_ERRORS as e:
         raise translate_error(e, reader) from None

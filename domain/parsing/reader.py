@@ -11,7 +11,7 @@ from .chatgpt import ChatGPTConverter
 from .claude import ClaudeConverter
 from .errors import ExportError
 from .hints import HintCollector
-from .jsonstream import conversations_prefix, iter_items
+from .jsonstream import conversations_prefix, iter_conversations, iter_items
 from .limits import ParseLimits
 from .source import MAX_MANIFEST_BYTES, ExportSource, Member
 
@@ -82,7 +82,7 @@ class ExportReader:
                 reader = src.open(member, budget)
                 try:
                     index = 0
-                    for item in iter_items(reader, prefix):
+                    for item in iter_conversations(reader, prefix):
                         index += 1
                         if item.__class__ is not dict:
                             raise ExportError("bad_shape", f"item {index:,} of {reader.name} is not a conversation object")

@@ -1,0 +1,312 @@
+"""Top-level JSON arrays cut into elements, each parsed by orjson on its own.
+
+Why: building one conversation at a time keeps memory flat, and ijson's item
+builder does that, but it builds a dotted prefix string for every key it
+passes and so runs no faster than ``orjson.loads`` on the whole file (which
+needs the whole file and five times its size in RAM). orjson on one element's
+bytes does the same parse in a cache-sized working set: on a 300 MB export it
+is about twice as fast as ``orjson.loads`` of the whole file. What it needs is
+the byte range of each element, found here without tokenising in Python:
+
+* The first element's end is found by letting orjson parse the buffer: it
+  stops with "unexpected content after document" at the element's end (a
+  *probe*, which parses that element twice, once).
+* The bytes between the first two elements (``}`` ``,`` whitespace ``{`` and
+  the first key, e.g. ``},{"title":``) become a literal *boundary* searched
+  with ``bytes.find``. The ``"`` in it is unescaped and follows ``{``, so it
+  opens a key: the match is structural, never inside a string.
+* A match may still close a nested object whose first key is the same (a
+  claude.ai message list inside a conversation, say). A running bracket
+  balance since the element's start (``bytes.translate`` at C speed, blind to
+  strings) filters those out; orjson then checks the candidate. JSON objects
+  are prefix-free, so orjson accepting ``buf[start:candidate]`` proves the
+  candidate is the element's end: a wrong cut cannot parse.
+* Brackets inside strings can skew the balance. A cut that balances but
+  falls inside the element fails to parse and the search goes on (twice at
+  most); a cut past the end makes orjson stop at the real end, which is then
+  taken. A true end skipped for good is found by a probe once the element
+  runs past a size threshold (doubling). Beyond that, an element that is not
+  an object, or a string orjson refuses (a lone surrogate, which yajl
+  accepts), hands the rest of the stream to ijson, which is exact and linear:
+  nothing here can be made quadratic by crafted input.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import orjson
+
+from .capped import CappedReader, nesting_exceeds, too_deep
+from .errors import ExportError
+
+READ_SIZE = 1 << 18
+_FIRST_PROBE = 1 << 16  # the first element: probe early, it is usually small
+_PROBE = 1 << 20  # later elements: the boundary normally finds them first
+_COMPACT_AT = 1 << 20  # drop consumed bytes once this many have piled up
+_KEY_MAX = 64  # longest first key taken into the boundary
+_MAX_SHORT_CUTS = 2  # balanced cuts inside one element before ijson takes over
+_WS = b" \t\r\n"
+_PARENS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+ORJSON_MAX_DEPTH = 1024  # orjson refuses deeper documents, whatever our own limit
+
+
+class _HandOff(Exception):
+    """The rest of the stream goes to ijson, from buffer offset ``start``."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+
+class ArrayItems:
+    """Iterate the elements of the top-level array in ``reader``.
+
+    Calls ``reader.mark()`` after each element, as iter_items does, so the
+    per-conversation byte cap counts one conversation at a time. Raises
+    ExportError for bad input; never returns half an element.
+    """
+
+    def __init__(self, reader: CappedReader) -> None:
+        self.reader = reader
+        # Nesting is checked per element below (exactly per conversation, and
+        # orjson itself stops at 1,024), so the reader's per-read guard is off.
+        self.max_depth = reader.limits.max_nesting_depth
+        reader.guard_depth = False
+        self.buf = bytearray()
+        self.eof = False
+        self.boundary: bytes | None = None  # b'},{"title":' once learned
+        self.probes = 0  # parses spent finding ends; the benchmark reports it
+        self.handed_off = False
+
+    # ------------------------------------------------------------------ reading
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        data = self.reader.read(READ_SIZE)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _skip_ws(self, pos: int) -> int:
+        """Index of the next non-whitespace byte at or after ``pos`` (reading on), or -1 at EOF."""
+        buf = self.buf
+        while True:
+            n = len(buf)
+            while pos < n and buf[pos] in _WS:
+                pos += 1
+            if pos < n:
+                return pos
+            if not self._fill():
+                return -1
+
+    # ------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[object]:
+        pos = self._skip_ws(0)
+        if pos < 0 or self.buf[pos] != 0x5B:  # "[": the sniff said so; anything else is ijson's to explain
+            yield from self._ijson_from(max(pos, 0), wrap=False)
+            return
+        pos = self._skip_ws(pos + 1)
+        if pos >= 0 and self.buf[pos] == 0x5D:  # "]": an empty list
+            self._expect_end(pos + 1)
+            return
+        while True:
+            if pos < 0:
+                raise self._truncated()
+            if pos > _COMPACT_AT:
+                del self.buf[:pos]
+                pos = 0
+            if self.buf[pos] != 0x7B:  # "{": not a conversation object; ijson yields it and the reader objects
+                yield from self._ijson_from(pos)
+                return
+            try:
+                item, end = self._element(pos)
+            except _HandOff as h:
+                yield from self._ijson_from(h.start)
+                return
+            yield item
+            del item
+            self.reader.mark()
+            pos = self._skip_ws(end)
+            if pos < 0:
+                raise self._truncated()
+            sep = self.buf[pos]
+            if sep == 0x5D:  # "]"
+                self._expect_end(pos + 1)
+                return
+            if sep != 0x2C:  # ","
+                raise self._invalid(f"expected ',' or ']' after item, found {chr(sep)!r}")
+            start = self._skip_ws(pos + 1)
+            if self.boundary is None and start >= 0:
+                self._learn_boundary(end, start)
+            pos = start
+
+    def _element(self, start: int) -> tuple[object, int]:
+        """Parse the object starting at ``start``; returns it and the offset just past it."""
+        boundary = self.boundary
+        probe_at = _PROBE if boundary is not None else _FIRST_PROBE
+        search = start
+        balance, opens, balanced_to = 0, 0, start
+        short_cuts = 0
+        while True:
+            buf = self.buf
+            cut = buf.find(boundary, search) if boundary is not None else -1
+            if cut >= 0:
+                end = cut + 1  # just past the "}"
+                search = end
+                # counted in place: no copy of the segment
+                seg_opens = buf.count(b"{", balanced_to, end) + buf.count(b"[", balanced_to, end)
+                balance += seg_opens - buf.count(b"}", balanced_to, end) - buf.count(b"]", balanced_to, end)
+                opens += seg_opens
+                balanced_to = end
+                if balance == 0:
+                    found = self._parse(start, end)
+                    if found is not None:
+                        self._check_nesting(start, found[1], opens if found[1] == end else None)
+                        return found
+                    # The cut fell inside the element (text skewed the balance).
+                    # A few more tries; past that, crafted input could make
+                    # every boundary a failed parse, so ijson takes over.
+                    short_cuts += 1
+                    if short_cuts > _MAX_SHORT_CUTS:
+                        raise _HandOff(start)
+                continue
+            if self.eof or len(buf) - start >= probe_at:
+                self.probes += 1
+                found = self._parse(start, None)
+                if found is not None:
+                    self._check_nesting(start, found[1])
+                    return found
+                if self.eof:
+                    raise self._truncated()
+                probe_at *= 2
+            if boundary is not None:  # a match may straddle the old end of the buffer
+                search = max(search, len(buf) - len(boundary) + 1)
+            self._fill()
+
+    def _parse(self, start: int, stop: int | None) -> tuple[object, int] | None:
+        """orjson on ``buf[start:stop]`` (to the buffer's end for None).
+
+        Returns (item, end) when the element ends within the slice: orjson
+        stops at its end with "unexpected content after document", which
+        gives the end, and the exact slice is parsed again. None when the
+        element runs past the slice.
+        """
+        buf = self.buf
+        try:
+            return orjson.loads(buf[start:stop]), (len(buf) if stop is None else stop)
+        except orjson.JSONDecodeError as e:
+            if e.msg.startswith("unexpected end of data"):
+                return None
+            if not e.msg.startswith("unexpected content after document"):
+                self._refuse(e)
+                raise _HandOff(start) from None
+            # e.pos counts characters of the decoded text, not bytes
+            end = start + len(e.doc[:e.pos].encode("utf-8", "surrogatepass"))
+        self.probes += 1
+        try:
+            return orjson.loads(buf[start:end]), end
+        except orjson.JSONDecodeError as e:
+            self._refuse(e)
+            raise _HandOff(start) from None
+
+    def _learn_boundary(self, end: int, next_start: int) -> None:
+        """The bytes from the end of item 1 through item 2's first key become the boundary."""
+        buf = self.buf
+        while len(buf) - next_start < _KEY_MAX + 8 and self._fill():
+            buf = self.buf
+        if buf[next_start] != 0x7B:
+            return
+        key_open = self._after_ws(next_start + 1)
+        if key_open < 0 or buf[key_open] != 0x22:  # '"': an empty object, no key to anchor on
+            return
+        key_close = buf.find(b'"', key_open + 1, key_open + 2 + _KEY_MAX)
+        if key_close < 0 or b"\\" in buf[key_open:key_close]:
+            return
+        colon = self._after_ws(key_close + 1)
+        if colon < 0 or buf[colon] != 0x3A:  # ":"
+            return
+        self.boundary = bytes(buf[end - 1:colon + 1])
+
+    def _after_ws(self, pos: int) -> int:
+        buf, n = self.buf, len(self.buf)
+        while pos < n and buf[pos] in _WS:
+            pos += 1
+        return pos if pos < n else -1
+
+    def _expect_end(self, pos: int) -> None:
+        """After the closing "]" only whitespace may follow."""
+        rest = self._skip_ws(pos)
+        if rest >= 0:
+            raise self._invalid("unexpected content after the list of conversations")
+
+    def _ijson_from(self, start: int, wrap: bool = True) -> Iterator[object]:
+        """Hand the stream from ``start`` to ijson (prefixed by "[" when mid-list)."""
+        from .jsonstream import iter_items  # jsonstream imports this module
+
+        self.handed_off = True
+        head = (b"[" if wrap else b"") + bytes(self.buf[start:])
+        self.buf = bytearray()
+        self.reader.guard_depth = True
+        self.reader.check_depth(head)
+        yield from iter_items(_Replay(head, self.reader), "item")
+
+    # ------------------------------------------------------------------ errors
+    def _check_nesting(self, start: int, end: int, opens: int | None = None) -> None:
+        """Refuse an element nested past the limit (orjson alone stops at 1,024)."""
+        buf = self.buf
+        if opens is None:
+            opens = buf.count(b"{", start, end) + buf.count(b"[", start, end)
+        if opens > self.max_depth and nesting_exceeds(buf[start:end].translate(_PARENS, _NOT_BRACKETS), self.max_depth):
+            raise too_deep(self.max_depth, self.reader.name)
+
+    def _refuse(self, e: orjson.JSONDecodeError) -> None:
+        """Raise the ExportError for what ijson would refuse too; return for anything else."""
+        msg = e.msg
+        if msg.startswith("depth limit exceeded"):
+            raise too_deep(min(self.max_depth, ORJSON_MAX_DEPTH), self.reader.name) from None
+        if "UTF-8" in msg and "surrogate" not in msg:
+            raise ExportError(
+                "invalid_utf8",
+                f"invalid UTF-8 in {self.reader.name} within the first {self.reader.bytes_read:,} bytes",
+            ) from None
+
+    def _truncated(self) -> ExportError:
+        return ExportError("truncated", f"truncated JSON in {self.reader.name} after {self.reader.bytes_read:,} bytes")
+
+    def _invalid(self, what: str) -> ExportError:
+        return ExportError(
+            "not_json", f"invalid JSON in {self.reader.name} within the first {self.reader.bytes_read:,} bytes: {what}",
+        )
+
+
+class _Replay:
+    """A reader that serves ``head`` first, then the rest of ``reader``: what ijson sees on a hand-off."""
+
+    def __init__(self, head: bytes, reader: CappedReader) -> None:
+        self._head = head
+        self._reader = reader
+
+    @property
+    def name(self) -> str:
+        return self._reader.name
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.bytes_read
+
+    def mark(self) -> None:
+        self._reader.mark()
+
+    def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._reader.read(n)
+
+    def close(self) -> None:
+        self._reader.close()

@@ -1,0 +1,207 @@
+"""The framer: a top-level JSON list cut into elements, each parsed by orjson.
+
+Whatever the bytes, the framer must yield exactly what parsing the whole
+document would, or raise an ExportError; never a wrong cut.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from soulprint.domain.parsing import framing
+from soulprint.domain.parsing.capped import Budget, CappedReader
+from soulprint.domain.parsing.errors import ExportError
+from soulprint.domain.parsing.framing import ArrayItems
+from soulprint.domain.parsing.limits import ParseLimits
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def framer(data: bytes, limits: ParseLimits | None = None) -> ArrayItems:
+    reader = CappedReader(io.BytesIO(data), "test.json", limits or ParseLimits(), Budget(1 << 40, "too_large", "t"))
+    return ArrayItems(reader)
+
+
+def frame(data: bytes, limits: ParseLimits | None = None) -> list:
+    return list(framer(data, limits))
+
+
+@pytest.fixture(params=[7, 64, 1 << 18], ids=["read7", "read64", "read256k"])
+def read_size(request, monkeypatch):
+    """Tiny reads make every boundary straddle a refill at some point."""
+    monkeypatch.setattr(framing, "READ_SIZE", request.param)
+    return request.param
+
+
+def conversation(i: int, text: str = "hello") -> dict:
+    return {"title": f"chat {i}", "create_time": 1_700_000_000.5 + i,
+            "mapping": {"r": {"id": "r", "message": None, "parent": None, "children": ["a"]},
+                        "a": {"id": "a", "message": {"content": {"parts": [text]}}, "parent": "r", "children": []}},
+            "current_node": "a"}
+
+
+def test_a_minified_export_is_cut_at_its_boundaries(read_size):
+    convs = [conversation(i) for i in range(50)]
+    f = framer(orjson.dumps(convs))
+    assert list(f) == convs
+    assert f.boundary == b'},{"title":' and not f.handed_off
+
+
+def test_pretty_printed_export(read_size):
+    convs = [conversation(i) for i in range(20)]
+    f = framer(json.dumps(convs, indent=2).encode())
+    assert list(f) == convs
+    assert f.boundary == b'},\n  {\n    "title":' and not f.handed_off
+
+
+def test_text_that_looks_like_a_boundary_is_not_one(read_size):
+    tricky = ['},{"title": "fake"}', "]]]] {{{{ [[", 'say \\"},{"title":\\" twice', "\\", '"', "\u00e9\u00e8 \u2713 \U0001F600",
+              "}" * 40, "[" * 40 + '"},{"title":']
+    convs = [conversation(i, text=tricky[i % len(tricky)]) for i in range(40)]
+    f = framer(orjson.dumps(convs))
+    assert list(f) == convs
+    assert not f.handed_off
+
+
+def test_non_ascii_first_element_is_measured_in_bytes(read_size):
+    # orjson reports error positions in characters; the cut is in bytes.
+    convs = [conversation(0, text="\u00e9" * 300 + "\u2713" * 100), conversation(1)]
+    assert frame(orjson.dumps(convs)) == convs
+
+
+def test_nested_objects_with_the_same_first_key(read_size):
+    # claude.ai: conversations and their messages both start with "uuid".
+    convs = [{"uuid": f"c{i}", "chat_messages": [{"uuid": f"m{i}.{j}", "text": "[ unbalanced"} for j in range(5)]}
+             for i in range(30)]
+    f = framer(orjson.dumps(convs))
+    assert list(f) == convs
+    assert f.boundary == b'},{"uuid":'
+
+
+def test_elements_that_differ_in_keys_and_spacing(read_size):
+    items = [{"title": "a"}, {"id": 1, "title": "b"}, {}, {"title": "c"}, {"x": [1, {"title": "d"}]}]
+    data = b'[ {"title":"a"} ,\n{"id":1,"title":"b"},{}  ,  {"title":"c"},{"x":[1,{"title":"d"}]}\n]\n'
+    assert frame(data) == items
+
+
+def test_unbalanced_brackets_in_text_still_find_the_end(read_size, monkeypatch):
+    # The balance is blind to strings; past the probe threshold orjson finds the end.
+    monkeypatch.setattr(framing, "_PROBE", 256)
+    convs = [conversation(i, text="[" * (i % 3)) for i in range(30)]
+    assert frame(orjson.dumps(convs)) == convs
+
+
+def test_a_lone_surrogate_hands_the_rest_to_ijson(read_size):
+    data = b'[{"title":"a"},{"title":"b \\ud800 c"},{"title":"d"}]'
+    f = framer(data)
+    items = list(f)
+    assert f.handed_off
+    assert [i["title"][0] for i in items] == ["a", "b", "d"]
+
+
+def test_a_balanced_cut_inside_an_element_is_retried(read_size):
+    # A string's "]]" makes the balance zero at a nested boundary: orjson
+    # refuses that cut (too short) and the search goes on to the real end.
+    data = b'[{"title":0},{"title":9,"x":[{"title":1,"s":"]]"},{"title":2}]},{"title":3}]'
+    f = framer(data)
+    assert list(f) == orjson.loads(data)
+    assert not f.handed_off
+
+
+def test_many_balanced_cuts_hand_the_rest_to_ijson(read_size):
+    # Crafted so that every nested boundary balances: rather than one failed
+    # parse per boundary (quadratic), ijson takes the rest of the stream.
+    nested = b",".join(b'{"title":%d}' % i for i in range(2, 40))
+    data = b'[{"title":0},{"title":9,"x":[{"title":1,"s":"]]"},' + nested + b']},{"title":3}]'
+    f = framer(data)
+    assert list(f) == orjson.loads(data)
+    assert f.handed_off
+
+
+def test_elements_that_are_not_objects_are_passed_through(read_size):
+    assert frame(b'[{"title":1}, 2, {"title":3}]') == [{"title": 1}, 2, {"title": 3}]
+
+
+def test_empty_list():
+    assert frame(b"  [ ]  ") == []
+
+
+@pytest.mark.parametrize("data, code", [
+    (b'[{"title":1},{"title":2}', "truncated"),
+    (b'[{"title":1},{"title":2', "truncated"),
+    (b'[{"title":1},', "truncated"),
+    (b'[{"title":1}', "truncated"),
+    (b'[{"title":1}] x', "not_json"),
+    (b'[{"title":1} {"title":2}]', "not_json"),
+    (b'[{"title":"\xff"}]', "invalid_utf8"),
+])
+def test_bad_lists_fail_with_a_code(data, code):
+    with pytest.raises(ExportError) as info:
+        frame(data)
+    assert info.value.code == code
+    assert "\n" not in str(info.value)
+
+
+def test_every_truncation_fails_and_never_yields_a_wrong_element(read_size):
+    convs = [conversation(i, text="x},{\"title\":" * (i % 2)) for i in range(4)]
+    data = orjson.dumps(convs)
+    for cut in range(1, len(data) - 1):
+        got = []
+        with pytest.raises(ExportError):
+            for item in framer(data[:cut]):
+                got.append(item)
+        assert got == convs[:len(got)]
+
+
+def test_random_documents_match_orjson(read_size):
+    rng = random.Random(7)
+    for _ in range(60):
+        items = [random_object(rng, 0) for _ in range(rng.randint(1, 12))]
+        for data in (orjson.dumps(items), json.dumps(items, indent=rng.choice([None, 1, 4])).encode()):
+            assert frame(data) == orjson.loads(data)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+def test_genuine_exports_match_orjson():
+    files = [p for p in SHARED.rglob("*.json") if p.read_bytes().lstrip()[:1] == b"["]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert frame(data) == orjson.loads(data), path.name
+
+
+def test_depth_past_the_limit_is_refused():
+    deep = b'[{"title":1,"x":' + b"[" * 40 + b"]" * 40 + b"}]"
+    with pytest.raises(ExportError) as info:
+        frame(deep, ParseLimits(max_nesting_depth=30))
+    assert info.value.code == "too_deep"
+    assert frame(deep, ParseLimits(max_nesting_depth=60))[0]["title"] == 1
+
+
+_ATOMS = ["", "a", "},{", '"', "\\", "]", "[", "{", "}", "\u00e9", "\U0001F600", "\n", ":", ","]
+
+
+def random_object(rng: random.Random, depth: int) -> dict:
+    keys = ["title", "uuid", "x", "mapping", rng.choice(_ATOMS)]
+    return {rng.choice(keys) + str(i): random_value(rng, depth + 1) for i in range(rng.randint(0, 5))}
+
+
+def random_value(rng: random.Random, depth: int):
+    kind = rng.randrange(7 if depth < 4 else 4)
+    if kind == 0:
+        return "".join(rng.choice(_ATOMS) for _ in range(rng.randint(0, 8)))
+    if kind == 1:
+        return rng.choice([0, -3, 2.5, 1e300, True, False, None])
+    if kind == 2:
+        return rng.randint(-10**12, 10**12)
+    if kind == 3:
+        return "plain text"
+    if kind == 4:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return random_object(rng, depth)
