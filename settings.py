@@ -80,6 +80,10 @@ class Settings:
     facts_batch_size: int = 64  # chunk events the facts agent takes at once
     facts_concurrency: int = 4  # batches in flight per worker (the LLM limiter bounds requests)
     facts_request_tokens: int = 6000  # small chunks are packed into one request up to this
+    # Extraction through the Message Batches API (Anthropic only): half price,
+    # answers in minutes to hours; polled this often.
+    facts_batch_api: bool = False
+    facts_batch_poll_s: float = 30.0
     consolidation_budget_tokens: int = 150_000  # above it, facts are reduced by the LLM
     # Reconciler: re-drives work that stopped moving, within bounds.
     reconcile_interval_s: float = 15.0
@@ -131,6 +135,8 @@ def load_settings() -> Settings:
         facts_batch_size=_int("SOULPRINT_FACTS_BATCH_SIZE", 64),
         facts_concurrency=_int("SOULPRINT_FACTS_CONCURRENCY", 4),
         facts_request_tokens=_int("SOULPRINT_FACTS_REQUEST_TOKENS", 6000),
+        facts_batch_api=_bool("SOULPRINT_FACTS_BATCH_API", False),
+        facts_batch_poll_s=_float("SOULPRINT_FACTS_BATCH_POLL_INTERVAL", 30.0),
         consolidation_budget_tokens=_int("SOULPRINT_CONSOLIDATION_BUDGET_TOKENS", 150_000),
         reconcile_interval_s=_float("SOULPRINT_RECONCILE_INTERVAL", 15.0),
         stall_after_s=_float("SOULPRINT_STALL_AFTER", 120.0),

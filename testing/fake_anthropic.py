@@ -124,10 +124,10 @@ class FakeAnthropicServer:
         self.host = host
         self.port = port
         self.config = FakeConfig()
-        self.configure(**knobs)
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
         self.reset()
+        self.configure(**knobs)  # after reset(): a script given here is queued, a seed reseeds
 
     # ------------------------------------------------------------------ lifecycle
 

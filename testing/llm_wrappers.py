@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import contextmanager
 
-from soulprint.services.llm.base import LLMRequest, LLMResult, Usage
+from soulprint.services.llm.base import LLMClient, LLMRequest, LLMResult, Usage
 
 
-class SlowLLM:
+# LLMClient subclasses: complete_many() (fact extraction) then goes through complete() here.
+class SlowLLM(LLMClient):
     def __init__(self, inner, delay_s: float) -> None:
         self.inner = inner
         self.delay_s = delay_s
@@ -26,7 +27,7 @@ class SlowLLM:
         return await self.inner.complete(request)
 
 
-class FailingLLM:
+class FailingLLM(LLMClient):
     def __init__(self, inner, failing_tasks: set[str], error: str = "schema: answer failed validation twice") -> None:
         self.inner = inner
         self.failing_tasks = failing_tasks

@@ -254,6 +254,35 @@ async def test_message_batches(fake_server):
     assert fake_server.stats()["output_tokens"] == total_out
 
 
+async def test_message_batches_like_the_api():
+    def item(cid, text="hello"):
+        return {"custom_id": cid, "params": {"model": "claude-haiku-4-5", "max_tokens": 200,
+                                             "messages": [{"role": "user", "content": text}]}}
+
+    async with FakeAnthropicServer(seed=2, batch_results_order="reversed", batch_polls=2,
+                                   batch_script=["ok", "expired"]) as srv, sdk(srv) as c:
+        with pytest.raises(anthropic.BadRequestError, match="not unique"):
+            await c.messages.batches.create(requests=[item("a"), item("a")])
+        with pytest.raises(anthropic.BadRequestError, match="custom_id"):
+            await c.messages.batches.create(requests=[item("x" * 65)])
+        bad_params = {"custom_id": "c", "params": {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}}
+        batch = await c.messages.batches.create(requests=[item("a"), item("b"), bad_params])
+        assert (await c.messages.batches.retrieve(batch.id)).processing_status == "in_progress"
+        assert srv.stats()["output_tokens"] == 0  # nothing returned yet, nothing counted
+        done = await c.messages.batches.retrieve(batch.id)
+        assert done.processing_status == "ended" and (done.expires_at - done.created_at).total_seconds() == 86400
+        assert (done.request_counts.succeeded, done.request_counts.expired, done.request_counts.errored) == (1, 1, 1)
+        results = [r async for r in await c.messages.batches.results(batch.id)]
+        assert [r.custom_id for r in results] == ["c", "b", "a"]  # params are checked while processing
+        assert [r.result.type for r in results] == ["errored", "expired", "succeeded"]
+
+        pending = await c.messages.batches.create(requests=[item("p1"), item("p2")])
+        canceling = await c.messages.batches.cancel(pending.id)
+        assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
+        ended = await c.messages.batches.retrieve(pending.id)
+        assert ended.processing_status == "ended" and ended.request_counts.canceled == 2
+
+
 def test_synthesise_covers_the_schema_keywords():
     schema = {"type": "object", "required": ["d", "n", "b", "arr", "opt"], "properties": {
         "d": {"type": "string", "format": "date"}, "n": {"type": "number", "minimum": 1, "maximum": 2},

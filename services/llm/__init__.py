@@ -6,10 +6,13 @@
         sections = Sections.from_result(result)
 
 See base.py for the contract (complete() never raises for API or validation
-failures) and the shared retry/limit/repair engine.
+failures) and the shared retry/limit/repair engine. ``complete_many()`` takes a
+list; with the Anthropic provider and ``batch_api`` it goes through the Message
+Batches API (batch.py).
 """
 
 from .accounting import MemoryUsageSink, PostgresUsageSink, usage_for_job
+from .batch_store import BatchStore, MemoryBatchStore, PostgresBatchStore
 from .base import (
     ERROR_KINDS,
     LLMClient,
@@ -35,6 +38,7 @@ __all__ = [
     "ResponseCache", "TransportError", "Usage", "UsageSink", "default_prices", "validate_json",
     "MemoryCache", "PostgresCache", "cache_key",
     "MemoryUsageSink", "PostgresUsageSink", "usage_for_job",
+    "BatchStore", "MemoryBatchStore", "PostgresBatchStore",
     "build_llm_client", "choose_provider", "config_from_env", "quick_sections_request",
     "OFFLINE_TASKS", "OfflineClient", "offline_task",
     "AdaptiveLimiter", "reset_shared_limiters", "shared_limiter",

@@ -6,17 +6,34 @@ through the shared adaptive limiter. Responses are read with
 ``with_raw_response`` so the rate-limit headers of *successful* answers are
 seen too: a ``remaining: 0`` pauses the limiter before the next request
 becomes a guaranteed 429.
+
+With ``config.batch_api``, :meth:`AnthropicClient.complete_many` sends its
+requests as one Message Batch instead (batch.py).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 
-from .base import LLMConfig, RemoteLLMClient, ResponseCache, SendResult, Sleep, TransportError, UsageSink, one_line
+from .base import (
+    LLMConfig,
+    LLMRequest,
+    LLMResult,
+    RemoteLLMClient,
+    ResponseCache,
+    SendResult,
+    Sleep,
+    TransportError,
+    UsageSink,
+    one_line,
+)
 from .ratelimit import exhausted_pause, throttle_hint
+
+if TYPE_CHECKING:
+    from .batch_store import BatchStore
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +43,9 @@ class AnthropicClient(RemoteLLMClient):
 
     def __init__(self, config: LLMConfig, *, sink: UsageSink | None = None, cache: ResponseCache | None = None,
                  limiter: Any = None, sleep: Sleep | None = None,
-                 sdk_client: anthropic.AsyncAnthropic | None = None) -> None:
+                 sdk_client: anthropic.AsyncAnthropic | None = None, batch_store: "BatchStore | None" = None) -> None:
         self._base_url = config.base_url
+        self.batch_store = batch_store  # remembers submitted batches across workers (batch mode only)
         super().__init__(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep)
         if sdk_client is None:
             if not config.api_key:
@@ -42,6 +60,11 @@ class AnthropicClient(RemoteLLMClient):
 
     def _limiter_key(self) -> str:
         # Different endpoints (the real API, a local fake) have different limits.
+        return self.endpoint
+
+    @property
+    def endpoint(self) -> str:
+        """Which API this client talks to: limits and batch ids belong to it."""
         return f"anthropic:{self._base_url or 'default'}"
 
     def _model_for(self, role: str) -> str:
@@ -51,19 +74,32 @@ class AnthropicClient(RemoteLLMClient):
         try:
             raw = await self.sdk.messages.with_raw_response.create(model=model, **body)
             message = await raw.parse()
-        except anthropic.APITimeoutError as exc:  # before APIConnectionError: it is a subclass
-            raise TransportError("timeout", f"timed out after {self.config.timeout_s:g}s", retryable=True) from exc
-        except anthropic.APIConnectionError as exc:
-            raise TransportError("api", one_line(f"connection error: {exc}"), retryable=True) from exc
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except anthropic.APIResponseValidationError as exc:
-            raise TransportError("api", one_line(f"unexpected response: {exc}"), retryable=True) from exc
+        except anthropic.APIError as exc:
+            raise transport_error(exc, self.config.timeout_s) from exc
         data = message.to_dict(mode="json")
         return SendResult(body=data, pause_s=exhausted_pause(raw.headers))
 
+    async def complete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
+        if not self.config.batch_api:
+            return await super().complete_many(requests)
+        from .batch import complete_as_batch
+
+        return await complete_as_batch(self, requests)
+
     async def aclose(self) -> None:
         await self.sdk.close()
+
+
+def transport_error(exc: anthropic.APIError, timeout_s: float) -> TransportError:
+    """An SDK exception as one failed attempt."""
+    if isinstance(exc, anthropic.APITimeoutError):  # before APIConnectionError: it is a subclass
+        return TransportError("timeout", f"timed out after {timeout_s:g}s", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return TransportError("api", one_line(f"connection error: {exc}"), retryable=True)
+    if isinstance(exc, anthropic.APIStatusError):
+        return _status_error(exc)
+    # APIResponseValidationError: an answer the SDK could not read
+    return TransportError("api", one_line(f"unexpected response: {exc}"), retryable=True)
 
 
 def _status_error(exc: anthropic.APIStatusError) -> TransportError:

@@ -85,6 +85,12 @@ class LLMConfig:
     # API's minimum cacheable prefix (1024 tokens Sonnet, 4096 Haiku 4.5) the
     # marker is merely ignored, so this only avoids noise. ~4 chars per token.
     prompt_cache_min_chars: int = 4000
+    # complete_many() through the Message Batches API (Anthropic only; see
+    # batch.py): half price, answers in minutes to hours instead of seconds.
+    batch_api: bool = False
+    batch_poll_s: float = 30.0  # seconds between status polls of a pending batch
+    batch_max_wait_s: float = 1800.0  # a batch not ended by then fails its requests (and is canceled)
+    batch_price_factor: float = 0.5  # batch requests cost half the per-token price, caching included
 
     def model_for(self, role: str) -> str:
         return self.chat_model if role == "chat" else self.fast_model
@@ -192,6 +198,14 @@ class LLMClient(abc.ABC):
     @abc.abstractmethod
     async def complete(self, req: LLMRequest) -> LLMResult:
         """Never raises for API or validation failures: ok=False with error instead."""
+
+    async def complete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
+        """One result per request, in request order; same contract as complete().
+
+        The default runs the requests concurrently (the limiter bounds them); a
+        provider may instead send them as one asynchronous batch.
+        """
+        return list(await asyncio.gather(*(self.complete(r) for r in requests)))
 
     async def aclose(self) -> None:  # pragma: no cover - trivial default
         return None
@@ -425,25 +439,37 @@ class RemoteLLMClient(LLMClient):
 
     async def _complete(self, model: str, req: LLMRequest) -> LLMResult:
         key = self.cache_key(model, req)
-        if self.cache is not None:
-            hit = await self._cache_get(key)
-            if hit is not None:
-                return LLMResult(ok=True, data=hit.get("data"), text=hit.get("text") or "", usage=Usage(cache_hits=1),
-                                 cached=True, provider=self.provider, model=model)
+        hit = await self._cached(key, model)
+        if hit is not None:
+            return hit
 
         body = self.build_body(req)
-        # Jitter is seeded from the request so a replayed test sees the same delays.
-        rng = random.Random(int(key[:16], 16))
-        usage = Usage()
-        attempts = 0
-
-        resp, err, n, u = await self._send_with_retries(model, body, rng)
-        attempts += n
-        usage = usage + u
+        rng = self._rng(key)
+        resp, err, attempts, usage = await self._send_with_retries(model, body, rng)
         if err is not None:
             return self._fail(model, err.kind, err, usage, attempts)
         assert resp is not None
+        return await self._settle(model, req, key, body, resp, usage, attempts, rng)
 
+    def _rng(self, key: str) -> random.Random:
+        # Jitter is seeded from the request so a replayed test sees the same delays.
+        return random.Random(int(key[:16], 16))
+
+    async def _cached(self, key: str, model: str) -> LLMResult | None:
+        if self.cache is None:
+            return None
+        hit = await self._cache_get(key)
+        if hit is None:
+            return None
+        return LLMResult(ok=True, data=hit.get("data"), text=hit.get("text") or "", usage=Usage(cache_hits=1),
+                         cached=True, provider=self.provider, model=model)
+
+    async def _settle(self, model: str, req: LLMRequest, key: str, body: dict[str, Any], resp: dict[str, Any],
+                      usage: Usage, attempts: int, rng: random.Random) -> LLMResult:
+        """An answered request: validate the structured answer (one repair round), cache it.
+
+        ``usage``/``attempts`` are what the answer cost so far; the repair's are added.
+        """
         if req.schema is None:
             text = _text_of(resp)
             result = LLMResult(ok=True, text=text, usage=usage, provider=self.provider, model=model,

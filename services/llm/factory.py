@@ -86,12 +86,14 @@ def choose_provider(config: LLMConfig) -> str:
 
 def build_llm_client(config: LLMConfig | None = None, *, sink: UsageSink | None = None,
                      cache: ResponseCache | None = None, limiter: Any = None, sleep: Sleep | None = None,
-                     boto_client: Any = None) -> LLMClient:
+                     boto_client: Any = None, batch_store: Any = None) -> LLMClient:
     """The client for ``config`` (default: from the environment).
 
     cache: used when config.cache_enabled; defaults to a process-local
     MemoryCache (pass PostgresCache(pool) to persist across runs).
     limiter: defaults to the process-wide limiter of the provider endpoint.
+    batch_store: where submitted Message Batches are remembered (Anthropic with
+    config.batch_api only; Bedrock and offline have no batch mode).
     """
     config = config or config_from_env()
     provider = choose_provider(config)
@@ -104,7 +106,7 @@ def build_llm_client(config: LLMConfig | None = None, *, sink: UsageSink | None 
     if provider == "anthropic":
         from .anthropic_provider import AnthropicClient
 
-        return AnthropicClient(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep)
+        return AnthropicClient(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep, batch_store=batch_store)
     from .bedrock_provider import BedrockClient
 
     return BedrockClient(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep, boto_client=boto_client)
