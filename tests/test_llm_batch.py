@@ -196,6 +196,19 @@ async def test_providers_without_batches_answer_many_one_by_one():
     assert len(results) == 3 and all(r.offline for r in results)
 
 
+async def test_postgres_keepalive_moves_the_reconcilers_clock_of_a_processing_full_pass(db):
+    store = PostgresBatchStore(db.pool)
+    live, done = str(uuid.uuid4()), str(uuid.uuid4())
+    for job_id, status in ((live, "processing"), (done, "complete")):
+        await db.create_job(job_id, "user-batch", "file:///x.zip")
+        await db.pool.execute("UPDATE import_jobs SET full_pass_status = $2,"
+                              " full_pass_moved_at = now() - interval '1 hour' WHERE job_id = $1", job_id, status)
+    await store.keepalive([live, done, ""])
+    stalled = await db.pool.fetch("SELECT job_id FROM import_jobs WHERE job_id = ANY($1::text[])"
+                                  " AND full_pass_moved_at < now() - interval '30 minutes'", [live, done])
+    assert [r["job_id"] for r in stalled] == [done]  # only a full pass that is waiting on the batch
+
+
 async def test_postgres_batch_store_resumes_and_claims_once(pg_pool):
     store = PostgresBatchStore(pg_pool)
     endpoint = f"anthropic:test-{uuid.uuid4().hex[:8]}"
