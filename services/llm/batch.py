@@ -69,8 +69,8 @@ async def complete_as_batch(client: "AnthropicClient", requests: list[LLMRequest
         entry.indices.append(i)
 
     results: dict[str, LLMResult] = {}
-    for key, entry in entries.items():
-        hit = await client._cached(key, entry.model)
+    hits = await asyncio.gather(*(client._cached(key, e.model) for key, e in entries.items()))
+    for (key, entry), hit in zip(entries.items(), hits):
         if hit is not None:
             results[key] = hit
             await client._account(entry.req, hit)
