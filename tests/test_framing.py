@@ -81,7 +81,16 @@ def test_nested_objects_with_the_same_first_key(read_size):
              for i in range(30)]
     f = framer(orjson.dumps(convs))
     assert list(f) == convs
-    assert f.boundary == b'},{"uuid":'
+    assert f.boundary == b'},{"uuid":' and f.second_key == b',"chat_messages":'
+    assert f.short_elements == 0  # message boundaries are told apart by their second key
+
+
+def test_a_second_key_that_changes_is_still_found(read_size):
+    items = [{"title": "a", "x": 1}, {"title": "b", "y": 2}, {"title": "c", "x": 3}, {"title": "d", "y": 4},
+             {"title": "e\\\"", "z": 5}, {"title": None, "x": 6}]
+    f = framer(orjson.dumps(items))
+    assert list(f) == items
+    assert f.second_key == b',"y":' and not f.handed_off
 
 
 def test_elements_that_differ_in_keys_and_spacing(read_size):

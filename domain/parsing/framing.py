@@ -46,6 +46,7 @@ _PROBE = 1 << 20  # later elements: the boundary normally finds them first
 _COMPACT_AT = 1 << 20  # drop consumed bytes once this many have piled up
 _KEY_MAX = 64  # longest first key taken into the boundary
 _MAX_SHORT_CUTS = 2  # balanced cuts inside one element before ijson takes over
+_VALUE_MAX = 128  # longest first value (a title, a uuid) looked past for the second key
 _WS = b" \t\r\n"
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
@@ -76,7 +77,17 @@ class ArrayItems:
         self.buf = bytearray()
         self.eof = False
         self.boundary: bytes | None = None  # b'},{"title":' once learned
-        self.probes = 0  # parses spent finding ends; the benchmark reports it
+        # When item 2's first value is a plain string: the bytes between the
+        # colon and its quote, and from its closing quote through the second
+        # key (b',"name":'). A match followed by another second key closes a
+        # nested object (a claude.ai message inside its conversation).
+        self.value_gap = b""
+        self.second_key: bytes | None = None
+        # Brackets are counted only when cuts keep falling inside elements.
+        self.balanced = False
+        self.elements = 0
+        self.short_elements = 0
+        self.probes = 0  # parses spent finding ends beyond one per element
         self.handed_off = False
 
     # ------------------------------------------------------------------ reading
@@ -144,47 +155,90 @@ class ArrayItems:
             pos = start
 
     def _element(self, start: int) -> tuple[object, int]:
-        """Parse the object starting at ``start``; returns it and the offset just past it."""
+        """Parse the object starting at ``start``; returns it and the offset just past it.
+
+        Cuts at boundary matches are tried in order: a cut past the end is
+        resolved by orjson (see _parse), a cut inside the element ("short")
+        moves on. After a short cut the element's brackets are counted and
+        only cuts where they balance are tried; a stream where that keeps
+        happening counts from the start of every element.
+        """
+        self.elements += 1
         boundary = self.boundary
         probe_at = _PROBE if boundary is not None else _FIRST_PROBE
         search = start
-        balance, opens, balanced_to = 0, 0, start
+        balanced = self.balanced
+        balance, balanced_to = 0, start
         short_cuts = 0
         while True:
             buf = self.buf
             cut = buf.find(boundary, search) if boundary is not None else -1
             if cut >= 0:
-                end = cut + 1  # just past the "}"
-                search = end
-                # counted in place: no copy of the segment
-                seg_opens = buf.count(b"{", balanced_to, end) + buf.count(b"[", balanced_to, end)
-                balance += seg_opens - buf.count(b"}", balanced_to, end) - buf.count(b"]", balanced_to, end)
-                opens += seg_opens
-                balanced_to = end
-                if balance == 0:
-                    found = self._parse(start, end)
-                    if found is not None:
-                        self._check_nesting(start, found[1], opens if found[1] == end else None)
-                        return found
-                    # The cut fell inside the element (text skewed the balance).
-                    # A few more tries; past that, crafted input could make
-                    # every boundary a failed parse, so ijson takes over.
-                    short_cuts += 1
-                    if short_cuts > _MAX_SHORT_CUTS:
-                        raise _HandOff(start)
+                plausible = self._plausible(cut)
+                if plausible is None:  # too close to the end of the buffer to tell
+                    self._fill()
+                    continue
+                end = search = cut + 1  # just past the "}"
+                if not plausible:
+                    continue
+                if balanced:  # counted in place: no copy of the segment
+                    balance += (buf.count(b"{", balanced_to, end) + buf.count(b"[", balanced_to, end)
+                                - buf.count(b"}", balanced_to, end) - buf.count(b"]", balanced_to, end))
+                    balanced_to = end
+                    if balance != 0:
+                        continue
+                found = self._parse(start, end)
+                if found is not None:
+                    return self._checked(start, found)
+                short_cuts += 1
+                if short_cuts == 1:
+                    self.short_elements += 1
+                    if self.short_elements * 8 > self.elements + 64:
+                        self.balanced = True
+                if not balanced:
+                    balanced = True
+                    continue
+                if short_cuts > _MAX_SHORT_CUTS:
+                    # Crafted input could make every boundary a balanced
+                    # failed parse (quadratic): ijson takes over instead.
+                    raise _HandOff(start)
                 continue
             if self.eof or len(buf) - start >= probe_at:
                 self.probes += 1
                 found = self._parse(start, None)
                 if found is not None:
-                    self._check_nesting(start, found[1])
-                    return found
+                    return self._checked(start, found)
                 if self.eof:
                     raise self._truncated()
                 probe_at *= 2
             if boundary is not None:  # a match may straddle the old end of the buffer
                 search = max(search, len(buf) - len(boundary) + 1)
             self._fill()
+
+    def _plausible(self, cut: int) -> bool | None:
+        """Whether the match at ``cut`` may start the next element (None: read more first).
+
+        Rejects only a match whose first value is a plain string followed by a
+        different second key than item 2 had; anything else is worth a try.
+        """
+        second = self.second_key
+        if second is None:
+            return True
+        buf = self.buf
+        value = cut + len(self.boundary) + len(self.value_gap)
+        if value + _VALUE_MAX + len(second) + 2 > len(buf) and not self.eof:
+            return None
+        if buf[value:value + 1] != b'"' or not buf.startswith(self.value_gap, value - len(self.value_gap)):
+            return True
+        close = buf.find(b'"', value + 1, value + 2 + _VALUE_MAX)
+        if close < 0 or buf.find(b"\\", value, close) >= 0:
+            return True
+        return buf.startswith(second, close + 1)
+
+    def _checked(self, start: int, found: tuple[object, int]) -> tuple[object, int]:
+        if self.max_depth < ORJSON_MAX_DEPTH:  # a limit stricter than orjson's own
+            self._check_nesting(start, found[1])
+        return found
 
     def _parse(self, start: int, stop: int | None) -> tuple[object, int] | None:
         """orjson on ``buf[start:stop]`` (to the buffer's end for None).
@@ -215,7 +269,7 @@ class ArrayItems:
     def _learn_boundary(self, end: int, next_start: int) -> None:
         """The bytes from the end of item 1 through item 2's first key become the boundary."""
         buf = self.buf
-        while len(buf) - next_start < _KEY_MAX + 8 and self._fill():
+        while len(buf) - next_start < 2 * (_KEY_MAX + _VALUE_MAX) and self._fill():
             buf = self.buf
         if buf[next_start] != 0x7B:
             return
@@ -229,6 +283,27 @@ class ArrayItems:
         if colon < 0 or buf[colon] != 0x3A:  # ":"
             return
         self.boundary = bytes(buf[end - 1:colon + 1])
+        # The second key, when the first value is a plain string.
+        value = self._after_ws(colon + 1)
+        if value < 0 or buf[value] != 0x22:
+            return
+        close = buf.find(b'"', value + 1, value + 2 + _VALUE_MAX)
+        if close < 0 or b"\\" in buf[value:close]:
+            return
+        comma = self._after_ws(close + 1)
+        if comma < 0 or buf[comma] != 0x2C:
+            return
+        key2 = self._after_ws(comma + 1)
+        if key2 < 0 or buf[key2] != 0x22:
+            return
+        key2_close = buf.find(b'"', key2 + 1, key2 + 2 + _KEY_MAX)
+        if key2_close < 0 or b"\\" in buf[key2:key2_close]:
+            return
+        colon2 = self._after_ws(key2_close + 1)
+        if colon2 < 0 or buf[colon2] != 0x3A:
+            return
+        self.value_gap = bytes(buf[colon + 1:value])
+        self.second_key = bytes(buf[close + 1:colon2 + 1])
 
     def _after_ws(self, pos: int) -> int:
         buf, n = self.buf, len(self.buf)

@@ -26,10 +26,12 @@ class ParseLimits:
     # Characters in one message after normalisation; longer raises
     # ExportError("message_too_large") naming the conversation.
     max_message_chars: int = 2_000_000
-    # JSON nesting depth (arrays and objects). Real exports nest ~10-15 deep;
-    # ijson's item builder is quadratic in depth, so deeper input is refused
-    # before ijson sees it (see capped.CappedReader).
-    max_nesting_depth: int = 1000
+    # JSON nesting depth (arrays and objects). Real exports nest ~10-15 deep.
+    # 1,024 is orjson's own limit, which checks it exactly on the main path
+    # (see framing); a lower value costs a bracket count per conversation.
+    # ijson's item builder is quadratic in depth, so on its path deeper input
+    # is refused before ijson sees it (see capped.CappedReader).
+    max_nesting_depth: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("max_uncompressed_bytes", "max_conversation_bytes", "max_message_chars", "max_nesting_depth"):
