@@ -33,6 +33,13 @@ def fake_stats(url: str) -> dict:
         return json.loads(r.read())
 
 
+def drain(pipe, log) -> None:
+    for line in pipe:
+        if log:
+            log.write(f"{time.time():.3f} {line}")
+            log.flush()
+
+
 async def run(args) -> dict:
     from soulprint.services.embedded import Stack
     from soulprint.services.postgres import Postgres
@@ -53,7 +60,8 @@ async def run(args) -> dict:
                SOULPRINT_LLM_CACHE="0", SOULPRINT_KAFKA_PARTITIONS=str(args.partitions),
                SOULPRINT_LLM_MAX_CONCURRENCY=str(args.max_concurrency),
                SOULPRINT_FACTS_CONCURRENCY=str(args.facts_concurrency))
-    workers = [subprocess.Popen([sys.executable, "-m", "soulprint.cli", "worker"], env=env,
+    verbose = ["-v"] if args.worker_log else []
+    workers = [subprocess.Popen([sys.executable, "-m", "soulprint.cli", *verbose, "worker"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for _ in range(args.workers)]
     # Publish only once every worker holds its partitions: a consumer-group
@@ -62,8 +70,9 @@ async def run(args) -> dict:
         for line in w.stderr:
             if "consuming from" in line:
                 break
-    for w in workers:  # keep draining so a chatty worker never blocks on a full pipe
-        threading.Thread(target=w.stderr.read, daemon=True).start()
+    for i, w in enumerate(workers):  # keep draining so a chatty worker never blocks on a full pipe
+        log = open(f"{args.worker_log}.{i}", "w") if args.worker_log else None
+        threading.Thread(target=drain, args=(w.stderr, log), daemon=True).start()
     db = await Postgres.connect(resolved.database_url)
     try:
         resolved = dataclasses.replace(resolved, partitions=args.partitions)
@@ -76,6 +85,7 @@ async def run(args) -> dict:
             "SELECT min(updated_at) FROM fact_extractions WHERE job_id = $1", job_id)
         usage = await db.pool.fetchrow(
             "SELECT sum(requests) AS requests, sum(throttled) AS throttled FROM llm_usage WHERE job_id = $1", job_id)
+        timeline = await read_timeline(db, job_id, first_llm, args.timeline_step) if args.timeline_step else None
     finally:
         for w in workers:
             w.terminate()
@@ -110,7 +120,33 @@ async def run(args) -> dict:
         "requests_per_1000_conversations": round(1000 * ok_requests / job["conversations"], 1),
         "baseline_one_request_per_chunk_per_1000": round(1000 * job["extraction_total"] / job["conversations"], 1),
         "usage_rows": dict(usage) if usage else None,
+        **({"timeline": timeline} if timeline else {}),
     }
+
+
+async def read_timeline(db, job_id: str, origin, step: float) -> list[str]:
+    """Cumulative counts every ``step`` seconds from the first LLM answer (negative: before it):
+    chunks written (all tiers, medium) by their transaction's start, chunks with facts."""
+    if origin is None:
+        return []
+    rows = await db.pool.fetch(
+        """
+        WITH ev AS (
+            SELECT extract(epoch from created_at - $2) AS t, 1 AS chunk, (tier = 'medium')::int AS medium, 0 AS done
+              FROM conversation_chunks WHERE job_id = $1
+            UNION ALL
+            SELECT extract(epoch from updated_at - $2), 0, 0, 1 FROM fact_extractions
+             WHERE job_id = $1 AND status = 'done')
+        SELECT floor(t / $3) * $3 AS bucket, sum(chunk) AS chunks, sum(medium) AS medium, sum(done) AS done
+          FROM ev GROUP BY 1 ORDER BY 1
+        """,
+        job_id, origin, step,
+    )
+    out, chunks, medium, done = [], 0, 0, 0
+    for r in rows:
+        chunks, medium, done = chunks + r["chunks"], medium + r["medium"], done + r["done"]
+        out.append(f"t={float(r['bucket']) + step:7.1f}s chunks {chunks:7d} medium {medium:5d} extracted {done:5d}")
+    return out
 
 
 def main() -> int:
@@ -123,6 +159,9 @@ def main() -> int:
     ap.add_argument("--max-concurrency", type=int, default=64)
     ap.add_argument("--facts-concurrency", type=int, default=4, help="facts batches in flight per worker")
     ap.add_argument("--limit-s", type=float, default=3600)
+    ap.add_argument("--worker-log", help="write worker i's stderr, timestamped, to WORKER_LOG.i")
+    ap.add_argument("--timeline-step", type=float, default=0,
+                    help="also report cumulative chunks written / extracted every this many seconds")
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2, default=str))
     return 0
