@@ -66,6 +66,11 @@ class Runtime:
     # (chunks, conversations) would otherwise hold up someone's quick pass.
     quick_app: faust.App
     quick_topics: Topics
+    # Fact extraction too: during a large import the chunker's queue is full
+    # for minutes, and chunk events fetched by the same consumer would wait
+    # behind thousands of conversations (the LLM idle meanwhile).
+    facts_app: faust.App
+    facts_topics: Topics
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     parsing: LocalActivity = field(default_factory=LocalActivity)
@@ -76,11 +81,11 @@ class Runtime:
         return logging.getLogger("soulprint")
 
     async def start(self) -> None:
-        """Join both consumer groups (in parallel: each join waits on the broker)."""
-        await asyncio.gather(self.app.start(), self.quick_app.start())
+        """Join every consumer group (in parallel: each join waits on the broker)."""
+        await asyncio.gather(self.app.start(), self.quick_app.start(), self.facts_app.start())
 
     async def stop(self) -> None:
-        for app in (self.quick_app, self.app):
+        for app in (self.quick_app, self.facts_app, self.app):
             try:
                 await app.stop()
             except Exception:  # noqa: BLE001 - shutting down anyway
@@ -131,6 +136,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     topics = Topics(app, settings.topic_prefix, settings.partitions)
     quick_app = make_faust_app(settings, suffix="-quick")
     quick_topics = Topics(quick_app, settings.topic_prefix, settings.partitions)
+    facts_app = make_faust_app(settings, suffix="-facts")
+    facts_topics = Topics(facts_app, settings.topic_prefix, settings.partitions)
     config = config_from_env()
     sink, cache = PostgresUsageSink(db.pool), PostgresCache(db.pool)
     # Only the bulk client may batch (complete_many: fact extraction). A batch
@@ -143,7 +150,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     quick_llm = build_llm_client(config, sink=sink, cache=cache,
                                  limiter=AdaptiveLimiter(4, 8, name="quick-pass"))
     rt = Runtime(settings=settings, db=db, app=app, topics=topics, quick_app=quick_app,
-                 quick_topics=quick_topics, llm=llm, quick_llm=quick_llm)
+                 quick_topics=quick_topics, facts_app=facts_app, facts_topics=facts_topics,
+                 llm=llm, quick_llm=quick_llm)
     # The pipeline, in the order events flow through it.
     for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
         stage.register(rt)

@@ -1,0 +1,85 @@
+"""Fact extraction is fed while the chunker is busy.
+
+During a large import the chunker's queue holds thousands of conversations
+for minutes. Chunk events must reach the facts agent all the same: it runs
+on a consumer group of its own, so nothing it consumes waits behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from soulprint.agents import chunker as chunker_agent
+from soulprint.domain.chunking import chunk_conversation
+from soulprint.models.domain import Conversation, ExportSummary, Message, ProfileHints
+from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported
+from soulprint.services.postgres import ChunkWrite
+from soulprint.topics import conversation_key
+from soulprint.testing.waiting import wait_until
+
+
+def conversation(i: int) -> Conversation:
+    msgs = [Message(id=f"c{i}-m{j}", role="user" if j % 2 == 0 else "assistant",
+                    text=f"I moved to Lisbon in 2024 and work on the harbor project ({i}, {j}).", time=1.7e9 + j)
+            for j in range(4)]
+    return Conversation(id=f"c{i}", title=f"Talk {i}", created_at=1.7e9, updated_at=1.7e9 + 4, source="chatgpt",
+                        messages=msgs)
+
+
+async def job_in_facts_stage(rt, user_id: str, n: int) -> tuple[str, list[ChunkWrite]]:
+    """A job whose conversations are chunked and whose full pass waits for facts."""
+    db, s = rt.db, rt.settings
+    job_id = str(uuid.uuid4())
+    await db.create_job(job_id, user_id, "file:///export.json")
+    assert await db.claim_ingest(job_id, "test", s.stale_claim_s)
+    convs = [conversation(i) for i in range(n)]
+    writes = await db.write_chunks([ChunkWrite(job_id=job_id, user_id=user_id, conversation=c,
+                                               chunks=chunk_conversation(user_id, c, s.chunking)) for c in convs])
+    assert len(writes) == n
+    summary = ExportSummary(format="chatgpt", conversations=n, messages=4 * n, newest_message_time=1.7e9 + 4)
+    assert await db.finish_ingest(job_id, summary, ProfileHints())
+    assert await db.complete_chunking(job_id, s.recent_days, s.min_full_pass_conversations)
+    return job_id, writes
+
+
+async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, user_id, monkeypatch):
+    rt = runtime
+    n = max(rt.settings.min_full_pass_conversations, 1)
+    job_id, writes = await job_in_facts_stage(rt, user_id, n)
+
+    gate, held = asyncio.Event(), asyncio.Event()
+    real_chunk_batch = chunker_agent.chunk_batch
+
+    async def stuck(rt_, batch):
+        held.set()
+        await gate.wait()
+        await real_chunk_batch(rt_, batch)
+
+    monkeypatch.setattr(chunker_agent, "chunk_batch", stuck)
+    try:
+        # More conversations than the chunker takes at once and buffers
+        # behind that (for a job that does not exist: written as nothing).
+        flood = 3 * (rt.settings.batch_size + 256)
+        ghost_job = str(uuid.uuid4())
+        for seq in range(flood):
+            conv = Conversation(id=f"ghost-{seq}", title=None, created_at=None, updated_at=None, source="chatgpt",
+                                messages=[Message(id="m", role="user", text="hello", time=None)])
+            await rt.topics.conversations.send(key=conversation_key(user_id, conv.id),
+                                               value=ConversationImported.from_domain(ghost_job, user_id, seq, conv))
+        await asyncio.wait_for(held.wait(), timeout=60)  # a guard against a hang, not a timing
+
+        for w in writes:
+            await rt.topics.chunks.send(
+                key=conversation_key(user_id, w.conversation.id),
+                value=ConversationChunked(job_id=job_id, user_id=user_id, conversation_id=w.conversation.id,
+                                          chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count)
+                                                  for k in w.chunks]),
+            )
+        job = await wait_until(lambda: rt.db.refresh_extraction(job_id),
+                               lambda j: j["extraction_done"] >= j["extraction_total"], limit_s=60,
+                               what="every chunk's facts while the chunker is stuck")
+        assert job["extraction_total"] == sum(1 for w in writes for k in w.chunks if k.tier == "medium")
+        assert not gate.is_set() and held.is_set()
+    finally:
+        gate.set()
