@@ -178,12 +178,14 @@ class Postgres:
     async def fail_job(self, job_id: str, code: str, reason: str) -> bool:
         """Any open state → failed, and remove what this job half-wrote.
 
-        The job row lock is taken first, so a chunker batch that is writing for
-        this job (it holds the row FOR SHARE) finishes before the cleanup, and
-        one that starts later sees 'failed' and writes nothing.
+        The job row lock is taken first (FOR UPDATE), so a chunker batch that
+        is writing for this job (it holds the row FOR KEY SHARE) finishes
+        before the cleanup, and one that starts later sees 'failed' and writes
+        nothing.
         """
         reason = " ".join(reason.split())[:1000]
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
             row = await conn.fetchrow(
                 """
                 UPDATE import_jobs
@@ -212,11 +214,15 @@ class Postgres:
             return []
         job_ids = sorted({w.job_id for w in writes})
         async with self.pool.acquire() as conn, conn.transaction():
+            # FOR KEY SHARE holds off fail_job (FOR UPDATE) until this batch is
+            # written, and nothing else: the facts agent's writes (FOR NO KEY
+            # UPDATE) and progress updates of the same job go on meanwhile
+            # instead of waiting for a batch of thousands of chunks.
             live = {
                 r["job_id"]
                 for r in await conn.fetch(
                     "SELECT job_id FROM import_jobs WHERE job_id = ANY($1::text[])"
-                    " AND status NOT IN ('failed') ORDER BY job_id FOR SHARE",
+                    " AND status NOT IN ('failed') ORDER BY job_id FOR KEY SHARE",
                     job_ids,
                 )
             }
@@ -523,10 +529,12 @@ class Postgres:
 
         The job row is locked first: concurrent batches of one job then count
         in turn, each seeing the rows the other committed (a count taken in a
-        statement that waited for the lock would miss them).
+        statement that waited for the lock would miss them). FOR NO KEY UPDATE
+        is enough for that, and does not wait for a chunker batch of the same
+        job that is being written (it holds FOR KEY SHARE).
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id)
             await conn.execute(
                 "DELETE FROM facts WHERE job_id = $1 AND chunk_id = ANY($2::uuid[])", job_id, list(chunk_ids)
             )
@@ -563,7 +571,7 @@ class Postgres:
         lower number over the writer's correct one.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id)
             return await _recount_extraction(conn, job_id, progressed=False)
 
     async def extraction_failed(self, job_id: str, chunk_ids: Sequence[str], error: str) -> None:
@@ -587,7 +595,7 @@ class Postgres:
         """
         async with self.pool.acquire() as conn, conn.transaction():
             # Lock first so the count below sees every committed extraction.
-            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id)
             row = await conn.fetchrow(
                 """
             UPDATE import_jobs
