@@ -83,6 +83,10 @@ class ArrayItems:
         # nested object (a claude.ai message inside its conversation).
         self.value_gap = b""
         self.second_key: bytes | None = None
+        # Search for the second key instead of the boundary when it is the
+        # rarer of the two (claude.ai: b',"name":' once per conversation,
+        # while b'},{"uuid":' also separates every message).
+        self.by_second_key = False
         # Brackets are counted only when cuts keep falling inside elements.
         self.balanced = False
         self.elements = 0
@@ -170,17 +174,26 @@ class ArrayItems:
         balanced = self.balanced
         balance, balanced_to = 0, start
         short_cuts = 0
+        by_second = self.by_second_key
+        anchor = self.second_key if by_second else boundary
         while True:
             buf = self.buf
-            cut = buf.find(boundary, search) if boundary is not None else -1
+            cut = buf.find(anchor, search) if anchor is not None else -1
             if cut >= 0:
-                plausible = self._plausible(cut)
-                if plausible is None:  # too close to the end of the buffer to tell
-                    self._fill()
-                    continue
-                end = search = cut + 1  # just past the "}"
-                if not plausible:
-                    continue
+                if by_second:
+                    search = cut + 1
+                    cut = self._boundary_before(start, cut)
+                    if cut < 0:
+                        continue
+                else:
+                    plausible = self._plausible(cut)
+                    if plausible is None:  # too close to the end of the buffer to tell
+                        self._fill()
+                        continue
+                    search = cut + 1
+                    if not plausible:
+                        continue
+                end = cut + 1  # just past the "}"
                 if balanced:  # counted in place: no copy of the segment
                     balance += (buf.count(b"{", balanced_to, end) + buf.count(b"[", balanced_to, end)
                                 - buf.count(b"}", balanced_to, end) - buf.count(b"]", balanced_to, end))
@@ -211,8 +224,8 @@ class ArrayItems:
                 if self.eof:
                     raise self._truncated()
                 probe_at *= 2
-            if boundary is not None:  # a match may straddle the old end of the buffer
-                search = max(search, len(buf) - len(boundary) + 1)
+            if anchor is not None:  # a match may straddle the old end of the buffer
+                search = max(search, len(buf) - len(anchor) + 1)
             self._fill()
 
     def _plausible(self, cut: int) -> bool | None:
@@ -234,6 +247,20 @@ class ArrayItems:
         if close < 0 or buf.find(b"\\", value, close) >= 0:
             return True
         return buf.startswith(second, close + 1)
+
+    def _boundary_before(self, start: int, key: int) -> int:
+        """For a second key at ``key``: the offset of the boundary's "}" before its first value, or -1."""
+        buf = self.buf
+        close = key - 1
+        if close <= start or buf[close] != 0x22:
+            return -1
+        value = buf.rfind(b'"', max(start, close - _VALUE_MAX - 1), close)
+        if value < 0 or buf.find(b"\\", value, close) >= 0:
+            return -1
+        cut = value - len(self.value_gap) - len(self.boundary)
+        if cut < start or not buf.startswith(self.boundary + self.value_gap, cut):
+            return -1
+        return cut
 
     def _checked(self, start: int, found: tuple[object, int]) -> tuple[object, int]:
         if self.max_depth < ORJSON_MAX_DEPTH:  # a limit stricter than orjson's own
@@ -304,6 +331,7 @@ class ArrayItems:
             return
         self.value_gap = bytes(buf[colon + 1:value])
         self.second_key = bytes(buf[close + 1:colon2 + 1])
+        self.by_second_key = buf.count(self.second_key) < buf.count(self.boundary)
 
     def _after_ws(self, pos: int) -> int:
         buf, n = self.buf, len(self.buf)
