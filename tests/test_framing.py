@@ -214,3 +214,9 @@ def random_value(rng: random.Random, depth: int):
     if kind == 4:
         return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     return random_object(rng, depth)
+
+
+def test_whitespace_is_skipped_in_bulk(read_size):
+    # JSON allows any amount of it between tokens; the skip runs in C, not per byte.
+    data = b"\n[" + b" " * 5000 + b'{"title":1}' + b" \t\r\n" * 2000 + b"," + b" " * 3000 + b'{"title":2}' + b" " * 4000 + b"]"
+    assert frame(data + b" " * 7000) == [{"title": 1}, {"title": 2}]

@@ -33,6 +33,7 @@ the byte range of each element, found here without tokenising in Python:
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import orjson
@@ -47,7 +48,7 @@ _COMPACT_AT = 1 << 20  # drop consumed bytes once this many have piled up
 _KEY_MAX = 64  # longest first key taken into the boundary
 _MAX_SHORT_CUTS = 2  # balanced cuts inside one element before ijson takes over
 _VALUE_MAX = 128  # longest first value (a title, a uuid) looked past for the second key
-_WS = b" \t\r\n"
+_NOT_WS = re.compile(rb"[^ \t\r\n]")  # JSON's four whitespace bytes
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 ORJSON_MAX_DEPTH = 1024  # orjson refuses deeper documents, whatever our own limit
@@ -107,13 +108,11 @@ class ArrayItems:
 
     def _skip_ws(self, pos: int) -> int:
         """Index of the next non-whitespace byte at or after ``pos`` (reading on), or -1 at EOF."""
-        buf = self.buf
         while True:
-            n = len(buf)
-            while pos < n and buf[pos] in _WS:
-                pos += 1
-            if pos < n:
-                return pos
+            found = self._after_ws(pos)
+            if found >= 0:
+                return found
+            pos = max(pos, len(self.buf))
             if not self._fill():
                 return -1
 
@@ -334,10 +333,9 @@ class ArrayItems:
         self.by_second_key = buf.count(self.second_key) < buf.count(self.boundary)
 
     def _after_ws(self, pos: int) -> int:
-        buf, n = self.buf, len(self.buf)
-        while pos < n and buf[pos] in _WS:
-            pos += 1
-        return pos if pos < n else -1
+        """Index of the next non-whitespace byte in the buffer at or after ``pos``, or -1."""
+        m = _NOT_WS.search(self.buf, pos)
+        return m.start() if m else -1
 
     def _expect_end(self, pos: int) -> None:
         """After the closing "]" only whitespace may follow."""
