@@ -240,12 +240,10 @@ class ArrayItems:
         value = cut + len(self.boundary) + len(self.value_gap)
         if value + _VALUE_MAX + len(second) + 2 > len(buf) and not self.eof:
             return None
-        if buf[value:value + 1] != b'"' or not buf.startswith(self.value_gap, value - len(self.value_gap)):
+        if not buf.startswith(self.value_gap, value - len(self.value_gap)):
             return True
-        close = buf.find(b'"', value + 1, value + 2 + _VALUE_MAX)
-        if close < 0 or buf.find(b"\\", value, close) >= 0:
-            return True
-        return buf.startswith(second, close + 1)
+        close = self._plain_string(value, _VALUE_MAX) if value < len(buf) else -1
+        return close < 0 or buf.startswith(second, close + 1)
 
     def _boundary_before(self, start: int, key: int) -> int:
         """For a second key at ``key``: the offset of the boundary's "}" before its first value, or -1."""
@@ -299,38 +297,40 @@ class ArrayItems:
             buf = self.buf
         if buf[next_start] != 0x7B:
             return
-        key_open = self._after_ws(next_start + 1)
-        if key_open < 0 or buf[key_open] != 0x22:  # '"': an empty object, no key to anchor on
-            return
-        key_close = buf.find(b'"', key_open + 1, key_open + 2 + _KEY_MAX)
-        if key_close < 0 or b"\\" in buf[key_open:key_close]:
-            return
-        colon = self._after_ws(key_close + 1)
-        if colon < 0 or buf[colon] != 0x3A:  # ":"
+        colon = self._key(self._after_ws(next_start + 1))
+        if colon < 0:  # an empty object, or an odd key: nothing to anchor on
             return
         self.boundary = bytes(buf[end - 1:colon + 1])
         # The second key, when the first value is a plain string.
         value = self._after_ws(colon + 1)
-        if value < 0 or buf[value] != 0x22:
-            return
-        close = buf.find(b'"', value + 1, value + 2 + _VALUE_MAX)
-        if close < 0 or b"\\" in buf[value:close]:
+        close = self._plain_string(value, _VALUE_MAX)
+        if close < 0:
             return
         comma = self._after_ws(close + 1)
-        if comma < 0 or buf[comma] != 0x2C:
+        if comma < 0 or buf[comma] != 0x2C:  # ","
             return
-        key2 = self._after_ws(comma + 1)
-        if key2 < 0 or buf[key2] != 0x22:
-            return
-        key2_close = buf.find(b'"', key2 + 1, key2 + 2 + _KEY_MAX)
-        if key2_close < 0 or b"\\" in buf[key2:key2_close]:
-            return
-        colon2 = self._after_ws(key2_close + 1)
-        if colon2 < 0 or buf[colon2] != 0x3A:
+        colon2 = self._key(self._after_ws(comma + 1))
+        if colon2 < 0:
             return
         self.value_gap = bytes(buf[colon + 1:value])
         self.second_key = bytes(buf[close + 1:colon2 + 1])
         self.by_second_key = buf.count(self.second_key) < buf.count(self.boundary)
+
+    def _plain_string(self, pos: int, longest: int) -> int:
+        """For a string without escapes at ``pos``, at most ``longest`` bytes: its closing quote, else -1."""
+        buf = self.buf
+        if pos < 0 or buf[pos] != 0x22:  # '"'
+            return -1
+        close = buf.find(b'"', pos + 1, pos + 2 + longest)
+        if close < 0 or buf.find(b"\\", pos, close) >= 0:
+            return -1
+        return close
+
+    def _key(self, pos: int) -> int:
+        """For a plain object key at ``pos``: the offset of its colon, else -1."""
+        close = self._plain_string(pos, _KEY_MAX)
+        colon = self._after_ws(close + 1) if close >= 0 else -1
+        return colon if colon >= 0 and self.buf[colon] == 0x3A else -1  # ":"
 
     def _after_ws(self, pos: int) -> int:
         """Index of the next non-whitespace byte in the buffer at or after ``pos``, or -1."""
