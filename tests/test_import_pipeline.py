@@ -60,6 +60,17 @@ async def test_sample_export_lands_in_postgres(runtime, db, user_id):
     assert any(row[6] for row in snapshot["chunks"]) and not all(row[6] for row in snapshot["chunks"])
     assert job["progress"] == 100
     assert set(job["stage_times"]) >= {"parsing", "chunking"}
+    # Keyword search runs on micro chunks, the tier cut for names and exact facts.
+    found = await db.pool.fetch(
+        "SELECT tier, content FROM conversation_chunks"
+        " WHERE user_id = $1 AND content_tsv @@ plainto_tsquery('simple', 'Dagster')", user_id,
+    )
+    assert found and all(r["tier"] == "micro" and "dagster" in r["content"].lower() for r in found)
+    unindexed = await db.pool.fetchval(
+        "SELECT count(*) FROM conversation_chunks WHERE user_id = $1 AND tier <> 'micro' AND content_tsv IS NOT NULL",
+        user_id,
+    )
+    assert unindexed == 0
 
 
 async def test_publishing_the_same_import_twice_leaves_the_same_rows(runtime, db, user_id):
