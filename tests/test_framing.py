@@ -23,13 +23,13 @@ from soulprint.domain.parsing.limits import ParseLimits
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def framer(data: bytes, limits: ParseLimits | None = None) -> ArrayItems:
+def framer(data: bytes, limits: ParseLimits | None = None, wrapped: bool = False) -> ArrayItems:
     reader = CappedReader(io.BytesIO(data), "test.json", limits or ParseLimits(), Budget(1 << 40, "too_large", "t"))
-    return ArrayItems(reader)
+    return ArrayItems(reader, wrapped=wrapped)
 
 
-def frame(data: bytes, limits: ParseLimits | None = None) -> list:
-    return list(framer(data, limits))
+def frame(data: bytes, limits: ParseLimits | None = None, wrapped: bool = False) -> list:
+    return list(framer(data, limits, wrapped))
 
 
 @pytest.fixture(params=[7, 64, 1 << 18], ids=["read7", "read64", "read256k"])
@@ -220,3 +220,39 @@ def test_whitespace_is_skipped_in_bulk(read_size):
     # JSON allows any amount of it between tokens; the skip runs in C, not per byte.
     data = b"\n[" + b" " * 5000 + b'{"title":1}' + b" \t\r\n" * 2000 + b"," + b" " * 3000 + b'{"title":2}' + b" " * 4000 + b"]"
     assert frame(data + b" " * 7000) == [{"title": 1}, {"title": 2}]
+
+
+# ---------------------------------------------------------------- {"conversations": [...]}
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_wrapped_list_with_members_around_it(read_size, indent):
+    doc = {"user": {"conversations": [1, 2], "id": "u"}, "note": "\"conversations\": [",
+           "conversations": [conversation(i) for i in range(12)], "after": {"x": [1, {"y": None}]}}
+    f = framer(json.dumps(doc, indent=indent).encode(), wrapped=True)
+    assert list(f) == doc["conversations"]
+    assert not f.handed_off  # the nested "conversations" key was told apart from the member
+
+
+def test_an_empty_wrapped_list():
+    assert frame(b'{"conversations": [] }', wrapped=True) == []
+
+
+@pytest.mark.parametrize("data, code", [
+    (b'{"conversations":[{"title":1}], "x": }', "not_json"),
+    (b'{"conversations":[{"title":1}]', "truncated"),
+    (b'{"conversations":[{"title":1}]} []', "not_json"),
+    (b'{"conversations":[{"title":1}] "x"}', "not_json"),
+])
+def test_a_bad_wrapper_fails_with_a_code(data, code):
+    with pytest.raises(ExportError) as info:
+        frame(data, wrapped=True)
+    assert info.value.code == code
+
+
+def test_a_member_found_late_is_left_to_ijson(monkeypatch):
+    monkeypatch.setattr(framing, "_WRAPPED_SCAN", 16)
+    monkeypatch.setattr(framing, "READ_SIZE", 8)
+    doc = {"padding": "p" * 100, "conversations": [conversation(1), conversation(2)]}
+    f = framer(orjson.dumps(doc), wrapped=True)
+    assert list(f) == doc["conversations"]
+    assert f.handed_off

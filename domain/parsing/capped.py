@@ -24,11 +24,12 @@ restarts at every :meth:`mark` so such drift never accumulates past one
 conversation. Known limitation: a ``]`` inside a string cancels a real open,
 so a crafted file (``["]",["]",...``) hides its nesting from this guard; closing
 that gap means tracking strings and escapes, about 5x the cost of this pass
-(see the xfail test in tests/test_parsing.py). That gap is left only on
-ijson's path (a ``{"conversations": [...]}`` wrapper, a manifest, a hand-off):
-a top-level list, every export's shape, goes through framing.ArrayItems, which
-switches this guard off, checks each element's brackets as a whole and lets
-orjson count the real nesting (it stops at 1,024 levels).
+. That gap is left only where ijson parses: a single conversation object,
+a manifest, or a hand-off from the framer (a lone surrogate, say). A list of
+conversations (bare or as a ``{"conversations": [...]}`` member), every
+export's shape, goes through framing.ArrayItems, which switches this guard
+off, checks each element's brackets as a whole and lets orjson count the real
+nesting (it stops at 1,024 levels).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Top-level JSON arrays cut into elements, each parsed by orjson on its own.
+"""Lists of conversations cut into elements, each parsed by orjson on its own.
+
+The list is the whole file, or the "conversations" member of a top-level
+object (see _open_wrapped).
 
 Why: building one conversation at a time keeps memory flat, and ijson's item
 builder does that, but it builds a dotted prefix string for every key it
@@ -38,6 +41,7 @@ from typing import Iterator
 
 import orjson
 
+from . import backend
 from .capped import CappedReader, nesting_exceeds, too_deep
 from .errors import ExportError
 
@@ -51,6 +55,8 @@ _VALUE_MAX = 128  # longest first value (a title, a uuid) looked past for the se
 _NOT_WS = re.compile(rb"[^ \t\r\n]")  # JSON's four whitespace bytes
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_CONVERSATIONS_MEMBER = re.compile(rb'"conversations"[ \t\r\n]*:[ \t\r\n]*\[')
+_WRAPPED_SCAN = 1 << 20  # how far into a wrapper object the "conversations" member is looked for
 ORJSON_MAX_DEPTH = 1024  # orjson refuses deeper documents, whatever our own limit
 
 
@@ -69,8 +75,10 @@ class ArrayItems:
     ExportError for bad input; never returns half an element.
     """
 
-    def __init__(self, reader: CappedReader) -> None:
+    def __init__(self, reader: CappedReader, wrapped: bool = False) -> None:
         self.reader = reader
+        # wrapped: the list is the "conversations" member of a top-level object.
+        self.wrapped = wrapped
         # Nesting is checked per element below (exactly per conversation, and
         # orjson itself stops at 1,024), so the reader's per-read guard is off.
         self.max_depth = reader.limits.max_nesting_depth
@@ -118,11 +126,11 @@ class ArrayItems:
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[object]:
-        pos = self._skip_ws(0)
-        if pos < 0 or self.buf[pos] != 0x5B:  # "[": the sniff said so; anything else is ijson's to explain
-            yield from self._ijson_from(max(pos, 0), wrap=False)
+        opened = self._open_wrapped() if self.wrapped else self._open_list()
+        if opened < 0:  # not the shape the sniff saw: ijson explains, or copes
+            yield from self._ijson_from(0, wrap=False)
             return
-        pos = self._skip_ws(pos + 1)
+        pos = self._skip_ws(opened)
         if pos >= 0 and self.buf[pos] == 0x5D:  # "]": an empty list
             self._expect_end(pos + 1)
             return
@@ -337,22 +345,80 @@ class ArrayItems:
         m = _NOT_WS.search(self.buf, pos)
         return m.start() if m else -1
 
+    def _open_list(self) -> int:
+        """Offset just past the top-level "[", or -1."""
+        pos = self._skip_ws(0)
+        return pos + 1 if pos >= 0 and self.buf[pos] == 0x5B else -1
+
+    def _open_wrapped(self) -> int:
+        """Offset just past the "[" of the top-level object's "conversations" member, or -1.
+
+        A match of ``"conversations": [`` is a real key (its quote follows no
+        backslash and opens a string) but may belong to a nested object; it is
+        the top-level member exactly when the members before it close into an
+        object with one "}", which orjson checks. Searched within the first
+        MiB; past that ijson parses the file.
+        """
+        start = self._skip_ws(0)
+        if start < 0 or self.buf[start] != 0x7B:  # "{"
+            return -1
+        search = start + 1
+        while True:
+            buf = self.buf
+            m = _CONVERSATIONS_MEMBER.search(buf, search)
+            if m is None:
+                if self.eof or len(buf) - start > _WRAPPED_SCAN:
+                    return -1
+                search = max(search, len(buf) - 64)
+                self._fill()
+                continue
+            before = bytes(buf[start:m.start()]).rstrip(b" \t\r\n")
+            try:
+                orjson.loads(before[:-1] + b"}" if before.endswith(b",") else before + b"}")
+            except orjson.JSONDecodeError:
+                search = m.start() + 1  # a nested "conversations"
+                continue
+            return m.end()
+
     def _expect_end(self, pos: int) -> None:
-        """After the closing "]" only whitespace may follow."""
+        """After the closing "]": only whitespace, or in a wrapper the rest of the object."""
         rest = self._skip_ws(pos)
-        if rest >= 0:
-            raise self._invalid("unexpected content after the list of conversations")
+        if not self.wrapped:
+            if rest >= 0:
+                raise self._invalid("unexpected content after the list of conversations")
+            return
+        if rest < 0:
+            raise self._truncated()
+        if self.buf[rest] == 0x7D:  # "}"
+            if self._skip_ws(rest + 1) >= 0:
+                raise self._invalid("unexpected content after the top-level object")
+            return
+        if self.buf[rest] != 0x2C:  # ","
+            raise self._invalid("expected ',' or '}' after the list of conversations")
+        # Other members follow: ijson checks they are well-formed, streaming.
+        tail = b"{" + bytes(self.buf[rest + 1:])
+        self.buf = bytearray()
+        self.reader.guard_depth = True
+        self.reader.check_depth(tail)
+        from .jsonstream import translate_error  # jsonstream imports this module
+
+        try:
+            for _ in backend.yajl2_c.basic_parse(_Replay(tail, self.reader)):
+                pass
+        except backend.JSONError as e:
+            raise translate_error(e, self.reader) from None
 
     def _ijson_from(self, start: int, wrap: bool = True) -> Iterator[object]:
-        """Hand the stream from ``start`` to ijson (prefixed by "[" when mid-list)."""
+        """Hand the stream from ``start`` to ijson (reopening the list when mid-list)."""
         from .jsonstream import iter_items  # jsonstream imports this module
 
         self.handed_off = True
-        head = (b"[" if wrap else b"") + bytes(self.buf[start:])
+        opening = (b'{"conversations":[' if self.wrapped else b"[") if wrap else b""
+        head = opening + bytes(self.buf[start:])
         self.buf = bytearray()
         self.reader.guard_depth = True
         self.reader.check_depth(head)
-        yield from iter_items(_Replay(head, self.reader), "item")
+        yield from iter_items(_Replay(head, self.reader), "conversations.item" if self.wrapped else "item")
 
     # ------------------------------------------------------------------ errors
     def _check_nesting(self, start: int, end: int, opens: int | None = None) -> None:

@@ -137,12 +137,13 @@ def iter_items(reader: CappedReader, prefix: str) -> Iterator[object]:
 
 
 def iter_conversations(reader: CappedReader, prefix: str) -> Iterator[object]:
-    """The items at ``prefix``: a top-level list is cut into elements for orjson
-    (see framing), any other shape goes through ijson."""
-    if prefix != "item":
+    """The items at ``prefix``: a top-level list, or the "conversations" list of
+    a top-level object, is cut into elements for orjson (see framing); any
+    other shape (one conversation object) goes through ijson."""
+    if prefix not in ("item", "conversations.item"):
         yield from iter_items(reader, prefix)
         return
     try:
-        yield from ArrayItems(reader)
+        yield from ArrayItems(reader, wrapped=prefix != "item")
     except _READ_ERRORS as e:
         raise translate_error(e, reader) from None
