@@ -398,11 +398,8 @@ def reduce_requests(
         payload = {"facts": [{"index": n, "category": f.category, "subject": f.subject, "text": f.text,
                               "date": f.date, "project": f.project, "mentions": f.mentions,
                               "last_seen": f.last_seen} for n, f in enumerate(batch, 1)]}
-        out.append((LLMRequest(
-            task=REDUCE.task, model_role=REDUCE.model_role, system=REDUCE.system,
-            messages=[{"role": "user", "content": user}], schema=REDUCE_SCHEMA, schema_name=REDUCE.schema_name,
-            max_tokens=REDUCE.max_tokens, payload=payload, job_id=job_id, stage="reduce_facts", cache_system=True,
-        ), batch))
+        out.append((LLMRequest.for_prompt(REDUCE, user, schema=REDUCE_SCHEMA, payload=payload, job_id=job_id,
+                                          stage="reduce_facts"), batch))
     return out
 
 

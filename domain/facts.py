@@ -115,19 +115,7 @@ def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMR
             for ref, c in zip(refs, group)
         ],
     }
-    return LLMRequest(
-        task=FACTS.task,
-        model_role=FACTS.model_role,
-        system=FACTS.system,
-        messages=[{"role": "user", "content": user}],
-        schema=FACTS_SCHEMA,
-        schema_name=FACTS.schema_name,
-        max_tokens=FACTS.max_tokens,
-        payload=payload,
-        job_id=job_id,
-        stage="facts",
-        cache_system=True,
-    )
+    return LLMRequest.for_prompt(FACTS, user, schema=FACTS_SCHEMA, payload=payload, job_id=job_id, stage="facts")
 
 
 def build_fact_requests(

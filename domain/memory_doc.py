@@ -83,19 +83,8 @@ def memory_request(
         # The offline rules need the facts, not their sources.
         "facts": [{k: v for k, v in f.to_dict().items() if k != "sources"} for f in kept],
     }
-    return LLMRequest(
-        task=MEMORY.task,
-        model_role=model_role,
-        system=MEMORY.system,
-        messages=[{"role": "user", "content": user}],
-        schema=MEMORY_SCHEMA,
-        schema_name=MEMORY.schema_name,
-        max_tokens=max_tokens,
-        payload=payload,
-        job_id=job_id,
-        stage="memory",
-        cache_system=True,
-    )
+    return LLMRequest.for_prompt(MEMORY, user, schema=MEMORY_SCHEMA, payload=payload, job_id=job_id,
+                                 stage="memory", model_role=model_role, max_tokens=max_tokens)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -300,19 +289,8 @@ def sections_v2_request(
         "samples": [{"conversation_id": s.conversation_id, "title": s.title, "excerpt": s.excerpt,
                      "created_at": _sample_time(s)} for s in kept],
     }
-    return LLMRequest(
-        task=SECTIONS_V2.task,
-        model_role=model_role,
-        system=SECTIONS_V2.system,
-        messages=[{"role": "user", "content": user}],
-        schema=SECTIONS_SCHEMA,
-        schema_name=SECTIONS_V2.schema_name,
-        max_tokens=max_tokens,
-        payload=payload,
-        job_id=job_id,
-        stage="sections_v2",
-        cache_system=True,
-    )
+    return LLMRequest.for_prompt(SECTIONS_V2, user, schema=SECTIONS_SCHEMA, payload=payload, job_id=job_id,
+                                 stage="sections_v2", model_role=model_role, max_tokens=max_tokens)
 
 
 def parse_memory_markdown(memory_md: str) -> dict[str, list[str]]:

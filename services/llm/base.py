@@ -125,6 +125,19 @@ class LLMRequest:
     stage: str = ""
     cache_system: bool = True
 
+    @classmethod
+    def for_prompt(cls, spec: Any, user: str, *, schema: dict[str, Any], payload: dict[str, Any],
+                   job_id: str | None, stage: str, model_role: str | None = None,
+                   max_tokens: int | None = None) -> "LLMRequest":
+        """One user turn under a prompt spec (domain.prompts.PromptSpec): its task, system
+        prompt (the cached prefix), tool name and defaults for model role and budget."""
+        return cls(
+            task=spec.task, system=spec.system, messages=[{"role": "user", "content": user}],
+            model_role=model_role or spec.model_role, schema=schema, schema_name=spec.schema_name,
+            max_tokens=max_tokens or spec.max_tokens, payload=payload, job_id=job_id, stage=stage,
+            cache_system=True,
+        )
+
 
 @dataclass
 class Usage:

@@ -118,17 +118,6 @@ def build_llm_client(config: LLMConfig | None = None, *, sink: UsageSink | None 
 def quick_sections_request(payload: Mapping[str, Any], *, job_id: str | None = None,
                            stage: str = "quick_pass") -> LLMRequest:
     """The quick pass's request: prompt rendered from ``payload``, which also rides along for offline."""
-    system, messages = render_quick_sections(payload)
-    return LLMRequest(
-        task=QUICK_SECTIONS.task,
-        model_role=QUICK_SECTIONS.model_role,
-        system=system,
-        messages=messages,
-        schema=SECTIONS_SCHEMA,
-        schema_name=QUICK_SECTIONS.schema_name,
-        max_tokens=QUICK_SECTIONS.max_tokens,
-        payload=dict(payload),
-        job_id=job_id,
-        stage=stage,
-        cache_system=True,
-    )
+    _, (turn,) = render_quick_sections(payload)
+    return LLMRequest.for_prompt(QUICK_SECTIONS, turn["content"], schema=SECTIONS_SCHEMA, payload=dict(payload),
+                                 job_id=job_id, stage=stage)
