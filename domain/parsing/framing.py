@@ -44,6 +44,7 @@ import orjson
 from . import backend
 from .capped import CappedReader, nesting_exceeds, too_deep
 from .errors import ExportError
+from .jsonstream import READ_ERRORS, iter_items, translate_error
 
 READ_SIZE = 1 << 18
 _FIRST_PROBE = 1 << 16  # the first element: probe early, it is usually small
@@ -100,7 +101,6 @@ class ArrayItems:
         self.balanced = False
         self.elements = 0
         self.short_elements = 0
-        self.probes = 0  # parses spent finding ends beyond one per element
         self.handed_off = False
 
     # ------------------------------------------------------------------ reading
@@ -224,7 +224,6 @@ class ArrayItems:
                     raise _HandOff(start)
                 continue
             if self.eof or len(buf) - start >= probe_at:
-                self.probes += 1
                 found = self._parse(start, None)
                 if found is not None:
                     return self._checked(start, found)
@@ -291,7 +290,6 @@ class ArrayItems:
                 raise _HandOff(start) from None
             # e.pos counts characters of the decoded text, not bytes
             end = start + len(e.doc[:e.pos].encode("utf-8", "surrogatepass"))
-        self.probes += 1
         try:
             return orjson.loads(buf[start:end]), end
         except orjson.JSONDecodeError as e:
@@ -400,8 +398,6 @@ class ArrayItems:
         self.buf = bytearray()
         self.reader.guard_depth = True
         self.reader.check_depth(tail)
-        from .jsonstream import translate_error  # jsonstream imports this module
-
         try:
             for _ in backend.yajl2_c.basic_parse(_Replay(tail, self.reader)):
                 pass
@@ -410,8 +406,6 @@ class ArrayItems:
 
     def _ijson_from(self, start: int, wrap: bool = True) -> Iterator[object]:
         """Hand the stream from ``start`` to ijson (reopening the list when mid-list)."""
-        from .jsonstream import iter_items  # jsonstream imports this module
-
         self.handed_off = True
         opening = (b'{"conversations":[' if self.wrapped else b"[") if wrap else b""
         head = opening + bytes(self.buf[start:])
@@ -477,3 +471,16 @@ class _Replay:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def iter_conversations(reader: CappedReader, prefix: str) -> Iterator[object]:
+    """The items at ``prefix``: a top-level list, or the "conversations" list of
+    a top-level object, is cut into elements for orjson (ArrayItems); any
+    other shape (one conversation object) goes through ijson."""
+    if prefix not in ("item", "conversations.item"):
+        yield from iter_items(reader, prefix)
+        return
+    try:
+        yield from ArrayItems(reader, wrapped=prefix != "item")
+    except READ_ERRORS as e:
+        raise translate_error(e, reader) from None

@@ -14,7 +14,6 @@ from typing import Callable, Iterator
 from . import backend
 from .capped import CappedReader
 from .errors import ExportError
-from .framing import ArrayItems
 
 _WHITESPACE = b" \t\r\n"
 _SCALAR_START = b'"-0123456789tfn'
@@ -64,7 +63,7 @@ def _first_line(e: BaseException) -> str:
 
 
 # Exceptions a read can raise besides our own: yajl, a broken zip, bad bytes.
-_READ_ERRORS = (
+READ_ERRORS = (
     backend.JSONError, UnicodeDecodeError, RecursionError, EOFError,
     zipfile.BadZipFile, zlib.error, OSError,
 )
@@ -97,7 +96,7 @@ def conversations_prefix(open_reader: Callable[[], CappedReader], display: str, 
                 for _ in backend.yajl2_c.basic_parse(reader):
                     pass
                 raise ExportError("bad_shape", f"{display} holds a single JSON value, not a list of conversations")
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             err = translate_error(e, reader)
             if err.code == "not_json" and first not in (ord("["), ord("{")):
                 raise ExportError("not_json", not_json) from None
@@ -132,18 +131,6 @@ def iter_items(reader: CappedReader, prefix: str) -> Iterator[object]:
         for item in items:
             yield item
             reader.mark()
-    except _READ_ERRORS as e:
+    except READ_ERRORS as e:
         raise translate_error(e, reader) from None
 
-
-def iter_conversations(reader: CappedReader, prefix: str) -> Iterator[object]:
-    """The items at ``prefix``: a top-level list, or the "conversations" list of
-    a top-level object, is cut into elements for orjson (see framing); any
-    other shape (one conversation object) goes through ijson."""
-    if prefix not in ("item", "conversations.item"):
-        yield from iter_items(reader, prefix)
-        return
-    try:
-        yield from ArrayItems(reader, wrapped=prefix != "item")
-    except _READ_ERRORS as e:
-        raise translate_error(e, reader) from None

@@ -11,7 +11,8 @@ from .chatgpt import ChatGPTConverter
 from .claude import ClaudeConverter
 from .errors import ExportError
 from .hints import HintCollector
-from .jsonstream import conversations_prefix, iter_conversations, iter_items
+from .framing import iter_conversations
+from .jsonstream import conversations_prefix, iter_items
 from .limits import ParseLimits
 from .source import MAX_MANIFEST_BYTES, ExportSource, Member
 
