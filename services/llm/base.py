@@ -524,7 +524,8 @@ class RemoteLLMClient(LLMClient):
     async def _send_with_retries(
         self, model: str, body: dict[str, Any], rng: random.Random
     ) -> tuple[dict[str, Any] | None, TransportError | None, int, Usage]:
-        """The only retry loop. Returns (response, last error, attempts, usage)."""
+        """The retry loop of every message request (batch.py's admin calls reuse its _delay policy).
+        Returns (response, last error, attempts, usage)."""
         cfg = self.config
         price = cfg.price_for(model)
         waited = 0.0
