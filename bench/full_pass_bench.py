@@ -27,6 +27,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+# The test helpers (fake Anthropic server, pipeline helpers) live under tests/support/.
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+FAKE_SERVER = TESTS / "support" / "fake_anthropic.py"
+sys.path.insert(0, str(TESTS))
+
 
 def fake_stats(url: str) -> dict:
     with urllib.request.urlopen(f"{url}/_stats") as r:
@@ -44,10 +49,10 @@ async def run(args) -> dict:
     from soulprint.services.embedded import Stack
     from soulprint.services.postgres import Postgres
     from soulprint.settings import load_settings
-    from soulprint.testing.pipeline import job_finished, publish_import
-    from soulprint.testing.waiting import wait_until
+    from support.pipeline import job_finished, publish_import
+    from support.waiting import wait_until
 
-    fake = subprocess.Popen([sys.executable, "-m", "soulprint.testing.fake_anthropic", "--port", "0",
+    fake = subprocess.Popen([sys.executable, str(FAKE_SERVER), "--port", "0",
                              "--latency", str(args.latency), "--rpm", str(args.rpm), "--retry-after", "1"],
                             stdout=subprocess.PIPE, text=True)
     url = fake.stdout.readline().split()[-1]

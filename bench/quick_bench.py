@@ -23,10 +23,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The test helpers (fake Anthropic server, pipeline helpers) live under tests/support/.
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+FAKE_SERVER = TESTS / "support" / "fake_anthropic.py"
+sys.path.insert(0, str(TESTS))
+
 
 def start_fake(latency: float, rpm: int = 0) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "soulprint.testing.fake_anthropic", "--port", "0", "--latency", str(latency),
+        [sys.executable, str(FAKE_SERVER), "--port", "0", "--latency", str(latency),
          "--rpm", str(rpm)],
         stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
@@ -78,8 +83,8 @@ async def flood(args) -> dict:
     from soulprint.services.llm.anthropic_provider import AnthropicClient
     from soulprint.services.llm.factory import config_from_env
     from soulprint.settings import load_settings
-    from soulprint.testing.pipeline import publish_import
-    from soulprint.testing.waiting import wait_until
+    from support.pipeline import publish_import
+    from support.waiting import wait_until
 
     fake, url = start_fake(args.latency)
     settings = dataclasses.replace(load_settings(), data_dir=Path(tempfile.mkdtemp(prefix="soulprint-flood-")))

@@ -31,6 +31,19 @@ def make_data_dir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"soulprint-{name}-"))
 
 
+# Fixtures that start (or need) the embedded stack: a test using any of them,
+# directly or through another fixture, is an integration test.
+STACK_FIXTURES = {"data_root", "stack_settings", "db", "pg_pool", "runtime"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put every test in one lane: `unit` unless it touches the stack or says `integration`."""
+    for item in items:
+        if item.get_closest_marker("integration") is None and item.get_closest_marker("unit") is None:
+            uses_stack = STACK_FIXTURES & set(getattr(item, "fixturenames", ()))
+            item.add_marker(pytest.mark.integration if uses_stack else pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def data_root():
     root = make_data_dir("tests")

@@ -16,7 +16,7 @@ import asyncpg
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, Message
 from soulprint.services.postgres import ChunkWrite
-from soulprint.testing.waiting import wait_until
+from support.waiting import wait_until
 
 
 def conversation(conv_id: str) -> Conversation:

@@ -12,6 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+# Every test here runs the `soulprint` command in a child process on an embedded stack.
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-export.zip"
 SOULPRINT = [sys.executable, "-m", "soulprint.cli"]

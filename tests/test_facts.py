@@ -19,8 +19,8 @@ from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.facts import FACT_CATEGORIES, FACT_NAMESPACE, Fact, fact_id
 from soulprint.services.llm.base import validate_json
 from soulprint.services.llm.offline_provider import OfflineClient
-from soulprint.testing.fake_anthropic import synthesise
-from soulprint.testing.fixtures_llm import fake_server, fast_config, fresh_limiter
+from support.fake_anthropic import synthesise
+from support.fixtures_llm import fake_server, fast_config, fresh_limiter
 
 __all__ = ["fake_server"]  # the fixture, imported so pytest registers it here
 

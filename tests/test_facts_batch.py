@@ -12,8 +12,8 @@ import pytest
 from soulprint.runtime import build_runtime
 from soulprint.services.llm import default_prices, usage_for_job
 from soulprint.settings import load_settings
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
-from soulprint.testing.pipeline import import_and_wait
+from support.fake_anthropic import FakeAnthropicServer
+from support.pipeline import import_and_wait
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-export.zip"

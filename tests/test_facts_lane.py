@@ -16,7 +16,7 @@ from soulprint.models.domain import Conversation, ExportSummary, Message, Profil
 from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported
 from soulprint.services.postgres import ChunkWrite
 from soulprint.topics import conversation_key
-from soulprint.testing.waiting import wait_until
+from support.waiting import wait_until
 
 
 def conversation(i: int) -> Conversation:

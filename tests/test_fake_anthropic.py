@@ -14,8 +14,8 @@ import anthropic
 import pytest
 
 from soulprint.services.llm.base import validate_json
-from soulprint.testing.fake_anthropic import FakeAnthropicServer, synthesise
-from soulprint.testing.fixtures_llm import SMALL_SCHEMA, fake_server
+from support.fake_anthropic import FakeAnthropicServer, synthesise
+from support.fixtures_llm import SMALL_SCHEMA, fake_server
 
 __all__ = ["fake_server"]
 
@@ -294,12 +294,11 @@ def test_synthesise_covers_the_schema_keywords():
 
 
 def test_cli_prints_its_url_first():
-    repo_parent = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "soulprint.testing.fake_anthropic", "--port", "0", "--latency", "0.0", "--rpm", "0",
+        [sys.executable, str(Path(__file__).resolve().parent / "support" / "fake_anthropic.py"), "--port", "0", "--latency", "0.0", "--rpm", "0",
          "--tpm", "0", "--error-rate-429", "0", "--error-rate-529", "0", "--malformed-rate", "0",
          "--schema-break-rate", "0", "--timeout-rate", "0", "--seed", "1"],
-        stdout=subprocess.PIPE, text=True, cwd=repo_parent)
+        stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()  # blocks until the server is listening

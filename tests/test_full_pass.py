@@ -12,11 +12,11 @@ from soulprint.agents.reconciler import reconcile_once
 from soulprint.runtime import build_runtime
 from soulprint.services.llm import PostgresCache, PostgresUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
-from soulprint.testing.fixtures_llm import fast_config, fresh_limiter
-from soulprint.testing.llm_wrappers import FailingLLM, SlowLLM, llm_swapped
-from soulprint.testing.pipeline import import_and_wait, publish_import
-from soulprint.testing.waiting import wait_until
+from support.fake_anthropic import FakeAnthropicServer
+from support.fixtures_llm import fast_config, fresh_limiter
+from support.llm_wrappers import FailingLLM, SlowLLM, llm_swapped
+from support.pipeline import import_and_wait, publish_import
+from support.waiting import wait_until
 from soulprint.reporting import job_finished
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 
 from soulprint.models.events import ImportRequested
 from soulprint.services.kafka import ImportPublisher
-from soulprint.testing.waiting import wait_for_job
+from support.waiting import wait_for_job
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-export.zip"

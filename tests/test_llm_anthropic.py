@@ -13,8 +13,8 @@ from soulprint.services.llm.anthropic_provider import AnthropicClient
 from soulprint.services.llm.base import Usage, validate_json
 from soulprint.services.llm.cache import MemoryCache, PostgresCache
 from soulprint.services.llm.factory import build_llm_client, quick_sections_request
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
-from soulprint.testing.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
+from support.fake_anthropic import FakeAnthropicServer
+from support.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
 
 __all__ = ["fake_server"]  # the fixture, imported so pytest registers it here
 

@@ -14,8 +14,8 @@ from soulprint.services.llm.anthropic_provider import AnthropicClient
 from soulprint.services.llm.batch_store import MemoryBatchStore, PostgresBatchStore
 from soulprint.services.llm.cache import MemoryCache
 from soulprint.services.llm.offline_provider import OfflineClient
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
-from soulprint.testing.fixtures_llm import fast_config, fresh_limiter, small_request
+from support.fake_anthropic import FakeAnthropicServer
+from support.fixtures_llm import fast_config, fresh_limiter, small_request
 
 # Each request's own words: the fake answers with words of the request it answers.
 TOPICS = ["apricot orchard", "basalt quarry", "cobalt glaze", "dune buggy", "elderflower cordial",

@@ -10,7 +10,7 @@ from soulprint.services.llm.base import validate_json
 from soulprint.services.llm.bedrock_provider import BedrockClient, make_boto_client
 from soulprint.services.llm.cache import MemoryCache
 from soulprint.services.llm.factory import build_llm_client, quick_sections_request
-from soulprint.testing.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
+from support.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
 
 __all__ = ["fake_server"]
 

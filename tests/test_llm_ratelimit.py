@@ -18,7 +18,7 @@ from soulprint.services.llm.ratelimit import (
     reset_seconds,
     shared_limiter,
 )
-from soulprint.testing.fixtures_llm import fake_server, fast_config, fresh_limiter, small_request
+from support.fixtures_llm import fake_server, fast_config, fresh_limiter, small_request
 
 __all__ = ["fake_server"]
 

@@ -25,7 +25,7 @@ from soulprint.models.facts import ConsolidatedFact, consolidated_key
 from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA, Sections
 from soulprint.services.llm.base import validate_json
 from soulprint.services.llm.offline_provider import OfflineClient
-from soulprint.testing.fixtures_llm import fake_server, fast_config, fresh_limiter
+from support.fixtures_llm import fake_server, fast_config, fresh_limiter
 
 __all__ = ["fake_server"]
 

@@ -11,10 +11,10 @@ import pytest
 
 from soulprint.services.llm import PostgresCache, PostgresUsageSink, usage_for_job
 from soulprint.services.llm.anthropic_provider import AnthropicClient
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
-from soulprint.testing.fixtures_llm import fast_config, fresh_limiter
-from soulprint.testing.llm_wrappers import llm_swapped
-from soulprint.testing.pipeline import import_and_wait
+from support.fake_anthropic import FakeAnthropicServer
+from support.fixtures_llm import fast_config, fresh_limiter
+from support.llm_wrappers import llm_swapped
+from support.pipeline import import_and_wait
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-export.zip"

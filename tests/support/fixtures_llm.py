@@ -1,6 +1,6 @@
 """Pytest fixtures and helpers for the LLM layer's tests.
 
-Import the fixtures into a test module (``from soulprint.testing.fixtures_llm
+Import the fixtures into a test module (``from support.fixtures_llm
 import fake_server``) so pytest registers them there; tests/conftest.py
 belongs to the lead.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from soulprint.services.llm.base import LLMConfig, LLMRequest
 from soulprint.services.llm.ratelimit import AdaptiveLimiter
-from soulprint.testing.fake_anthropic import FakeAnthropicServer
+from support.fake_anthropic import FakeAnthropicServer
 
 SMALL_SCHEMA: dict[str, Any] = {
     "type": "object",

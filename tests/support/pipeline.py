@@ -9,7 +9,7 @@ from pathlib import Path
 from soulprint.models.events import ImportRequested
 from soulprint.reporting import job_finished
 from soulprint.services.kafka import ImportPublisher
-from soulprint.testing.waiting import wait_until
+from support.waiting import wait_until
 
 
 async def publish_import(settings, user_id: str, source: Path, job_id: str | None = None) -> str:

@@ -3,7 +3,7 @@
 For tests and load benches: the real SDK and boto3 talk to it over loopback
 HTTP, so retries, timeouts, headers and accounting are exercised for real.
 
-    python -m soulprint.testing.fake_anthropic --port 0 --latency 0.0 --rpm 0 --tpm 0 \\
+    python tests/support/fake_anthropic.py --port 0 --latency 0.0 --rpm 0 --tpm 0 \\
         --error-rate-429 0 --error-rate-529 0 --malformed-rate 0 --schema-break-rate 0 \\
         --timeout-rate 0 --seed 1
     # first stdout line: "listening http://127.0.0.1:PORT"
@@ -855,7 +855,7 @@ def _write_response(writer: asyncio.StreamWriter, status: int, headers: dict[str
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m soulprint.testing.fake_anthropic",
+    p = argparse.ArgumentParser(prog="python tests/support/fake_anthropic.py",
                                 description="Fake Anthropic Messages API (and Bedrock InvokeModel) on loopback.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
