@@ -168,7 +168,8 @@ def child(contender: str, path: Path, no_gc: bool = False) -> dict:
         result["counted"] = {"conversations": conversations, "messages": messages}
         if summary is not None:
             result["summary"] = {k: getattr(summary, k) for k in ("format", "excluded", "empty", "hidden_messages",
-                                                                    "bytes_read") if hasattr(summary, k)}
+                                                                    "nul_stripped", "bytes_read")
+                                 if hasattr(summary, k)}
     else:
         import orjson
 

@@ -67,6 +67,11 @@ class ExportSummary:
     empty: int = 0  # no content on the active path
     hidden_messages: int = 0  # skipped because hidden from the conversation
     bytes_read: int = 0  # uncompressed JSON bytes parsed
+    # NUL characters ("\u0000" in the JSON) removed from the texts emitted
+    # (message texts, ids, titles) and from profile hints (counted as read, so
+    # a hint repeated in many conversations may count more than once).
+    # Postgres text cannot hold them.
+    nul_stripped: int = 0
     newest_message_time: float | None = None
 
 

@@ -683,3 +683,75 @@ def test_claude_timestamps():
     assert iso_seconds("2025-01-01T00:00:05") == 1_735_689_605.0  # naive: UTC
     assert iso_seconds("yesterday") is None and iso_seconds(None) is None
     assert iso_seconds(1_735_689_605_000) == 1_735_689_605.0  # milliseconds
+
+
+# ----------------------------------------------------------------- NUL characters
+
+CHATGPT_NUL = FIXTURES / "chatgpt_nul" / "conversations.json"
+CLAUDE_NUL = FIXTURES / "claude_nul" / "conversations.json"
+
+
+def emitted_strings(convs: list[Conversation], reader: ExportReader) -> list[str]:
+    """Every text the parser hands on, the profile hints included."""
+    out = [reader.profile.user_profile or "", reader.profile.user_instructions or "", *reader.profile.saved_memory]
+    for c in convs:
+        out += [c.id, c.title or ""]
+        for m in c.messages:
+            out += [m.id, m.role, m.text]
+    return out
+
+
+def test_nul_in_an_old_chatgpt_message_is_stripped_and_counted():
+    assert "\\u0000" in CHATGPT_NUL.read_text()  # the JSON escape, as exports write it
+    convs, reader = read_all(CHATGPT_NUL)
+    old = by_id(convs)["conv-nul"]
+    assert old.title == "Old terminal"
+    assert [(m.id, m.text) for m in old.messages] == [
+        ("n-u1", "pasted from a terminal: ls -la"), ("n-a1", "That lists files.")]  # "\x00" alone: nothing left
+    assert texts(by_id(convs)["conv-clean"]) == ["A clean question"]
+    assert reader.profile.user_profile == "I keep bees."
+    assert not any("\x00" in s for s in emitted_strings(convs, reader))
+    # title 1, conversation id 1, message text 2, message id 1, the NUL-only message 1, profile 1
+    assert reader.summary.nul_stripped == 7
+    assert reader.summary.messages == 3
+
+
+def test_nul_in_a_claude_export_is_stripped_and_counted():
+    convs, reader = read_all(CLAUDE_NUL)
+    (conv,) = convs
+    assert (conv.id, conv.title) == ("claude-nul", "Binary")
+    assert [(m.id, m.text) for m in conv.messages] == [
+        ("cm1", "ab"), ("cm2", "ok\n\n[attachment: dump.bin]\nxy")]
+    assert not any("\x00" in s for s in emitted_strings(convs, reader))
+    assert reader.summary.nul_stripped == 5  # uuid, name, text, message uuid, attachment
+
+
+def _nul_chat(cid: str) -> dict:
+    return simple_chat(cid, question="before\x00after")
+
+
+@pytest.mark.parametrize("shape", ["list", "wrapped", "single", "hand_off", "zip"])
+def test_nul_is_stripped_on_every_parse_path(tmp_path, shape):
+    # list / wrapped: framed for orjson; single: ijson; hand_off: a lone
+    # surrogate makes orjson refuse and ijson reads the rest; zip: streamed.
+    convs = [simple_chat("a"), _nul_chat("b"), _nul_chat("c")]
+    if shape == "hand_off":
+        convs[0] = simple_chat("a", answer="odd \ud800 text")
+    value = {"list": convs, "wrapped": {"conversations": convs}, "single": convs[1]}.get(shape, convs)
+    data = json.dumps(value)
+    if shape == "zip":
+        path = make_zip(tmp_path / "e.zip", {"conversations.json": data})
+    else:
+        path = tmp_path / "conversations.json"
+        path.write_text(data, encoding="utf-8", errors="surrogatepass")
+    got, reader = read_all(path)
+    nul_convs = [c for c in got if c.id in ("b", "c")]
+    assert nul_convs and all(texts(c)[0] == "beforeafter" for c in nul_convs)
+    assert reader.summary.nul_stripped == len(nul_convs)
+
+
+def test_a_raw_nul_byte_is_invalid_json(tmp_path):
+    # Only the escape is JSON; a raw control byte in a string is refused in one line.
+    path = tmp_path / "conversations.json"
+    path.write_bytes(json.dumps([simple_chat("a", question="QQ")]).encode().replace(b"QQ", b"Q\x00Q"))
+    expect_error("not_json", path)

@@ -17,6 +17,7 @@ import hashlib
 from ...models.domain import Conversation, Message
 from .errors import ExportError
 from .hints import HintCollector, memory_entries
+from .nul import NUL, NulStripper
 
 _ROLES = frozenset(("user", "assistant", "tool"))
 # Content types that are the model's hidden reasoning, not conversation.
@@ -40,11 +41,13 @@ def seconds(value) -> float | None:
     return value / 1000.0 if value > _MS_THRESHOLD else value
 
 
-def conversation_id(conv: dict, title, created) -> str:
-    cid = conv.get("conversation_id") or conv.get("id")
-    if isinstance(cid, str) and cid:
-        return cid
-    if cid is not None and not isinstance(cid, (dict, list)):
+def conversation_id(conv: dict, title, created, clean) -> str:
+    """The export's own id (NUL characters cleaned off), else a hash of title and time."""
+    cid = clean(conv.get("conversation_id") or conv.get("id"))
+    if isinstance(cid, str):
+        if cid:
+            return cid
+    elif cid is not None and not isinstance(cid, (dict, list)):
         return str(cid)
     # Deterministic, so re-importing the same export maps to the same rows.
     digest = hashlib.sha256(f"{title}\x00{created}".encode("utf-8", "replace")).hexdigest()
@@ -58,9 +61,10 @@ def describe(cid: str, title) -> str:
 class ChatGPTConverter:
     """Turns one ChatGPT conversation dict into a Conversation (or None)."""
 
-    def __init__(self, max_message_chars: int, hints: HintCollector) -> None:
+    def __init__(self, max_message_chars: int, hints: HintCollector, nul: NulStripper) -> None:
         self.max_chars = max_message_chars
         self.hints = hints
+        self.nul = nul
         self.excluded = 0  # is_do_not_remember
         self.hidden = 0  # hidden messages on active paths
 
@@ -68,10 +72,11 @@ class ChatGPTConverter:
         if conv.get("is_do_not_remember") is True:
             self.excluded += 1
             return None
-        title = conv.get("title") or None
+        clean = self.nul.clean
+        title = clean(conv.get("title")) or None
         created = seconds(conv.get("create_time"))
         updated = seconds(conv.get("update_time"))
-        cid = conversation_id(conv, title, created)
+        cid = conversation_id(conv, title, created, clean)
         mapping = conv.get("mapping")
         if not isinstance(mapping, dict) or not mapping:
             return Conversation(cid, title, created, updated, "chatgpt", [])
@@ -83,6 +88,7 @@ class ChatGPTConverter:
         out: list[Message] = []
         append = out.append
         max_chars = self.max_chars
+        clean = self.nul.clean
         for node in path:
             msg = node.get("message")
             if not msg:
@@ -117,6 +123,8 @@ class ChatGPTConverter:
                 if meta and role == "system":
                     self._custom_instructions(meta.get("user_context_message_data"), when)
                 continue
+            if NUL in text:
+                text = clean(text)
             if not text or text.isspace():
                 continue
             if len(text) > max_chars:
@@ -128,7 +136,7 @@ class ChatGPTConverter:
             t = msg.get("create_time")
             if t is not None and (t.__class__ is not float or t > _MS_THRESHOLD):
                 t = seconds(t)
-            append(Message(msg.get("id") or node.get("id") or "", role, text, t))
+            append(Message(clean(msg.get("id") or node.get("id") or ""), role, text, t))
         return out
 
     def _hidden_hints(self, meta: dict, content: dict, when) -> None:

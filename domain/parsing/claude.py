@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from ...models.domain import Conversation, Message
 from .chatgpt import describe
 from .errors import ExportError
+from .nul import NUL, NulStripper
 
 _ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
 _NULL_PARENT = "00000000-0000-4000-8000-000000000000"  # claude.ai's root sentinel
@@ -38,14 +39,16 @@ def iso_seconds(value) -> float | None:
 
 
 class ClaudeConverter:
-    def __init__(self, max_message_chars: int) -> None:
+    def __init__(self, max_message_chars: int, nul: NulStripper) -> None:
         self.max_chars = max_message_chars
+        self.nul = nul
 
     def convert(self, conv: dict) -> Conversation:
-        title = conv.get("name") or None
+        clean = self.nul.clean
+        title = clean(conv.get("name")) or None
         created = iso_seconds(conv.get("created_at"))
         updated = iso_seconds(conv.get("updated_at"))
-        cid = conv.get("uuid")
+        cid = clean(conv.get("uuid"))
         if not isinstance(cid, str) or not cid:
             digest = hashlib.sha256(f"{title}\x00{conv.get('created_at')}".encode("utf-8", "replace")).hexdigest()
             cid = f"claude-{digest[:32]}"
@@ -61,6 +64,8 @@ class ClaudeConverter:
             if role is None:
                 continue
             text = message_text(m)
+            if NUL in text:
+                text = clean(text)
             if not text or text.isspace():
                 continue
             if len(text) > self.max_chars:
@@ -69,7 +74,7 @@ class ClaudeConverter:
                     f"a message in conversation {describe(cid, title)} has {len(text):,} characters, "
                     f"more than {self.max_chars:,} (limit max_message_chars)",
                 )
-            messages.append(Message(m.get("uuid") or "", role, text, iso_seconds(m.get("created_at"))))
+            messages.append(Message(clean(m.get("uuid") or ""), role, text, iso_seconds(m.get("created_at"))))
         return Conversation(cid, title, created, updated, "claude", messages)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ...models.domain import ProfileHints
+from .nul import NulStripper
 
 MAX_MEMORY_ENTRIES = 2000  # saved memory is a short list; bound it all the same
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+")
@@ -15,10 +16,11 @@ class HintCollector:
     the value seen in the most recent conversation wins (file order breaks ties).
     """
 
-    __slots__ = ("profile", "_when", "_raw")
+    __slots__ = ("profile", "_when", "_raw", "_nul")
 
-    def __init__(self) -> None:
+    def __init__(self, nul: NulStripper) -> None:
         self.profile = ProfileHints()
+        self._nul = nul
         self._when: dict[str, float] = {}
         self._raw: dict[str, str] = {}  # last raw value per field: repeats skip the unwrapping
 
@@ -36,7 +38,7 @@ class HintCollector:
         if value == self._raw.get(field):  # the same text as before (every conversation repeats it)
             self._newer(field, when)
             return
-        text = unwrap_instructions(value)
+        text = unwrap_instructions(self._nul.clean(value))
         if text and self._newer(field, when):
             self._raw[field] = value
             setattr(self.profile, field, text)
@@ -44,7 +46,8 @@ class HintCollector:
     def offer_memory(self, entries: list[str], when: float | None) -> None:
         """A saved-memory snapshot; the newest conversation's snapshot replaces older ones."""
         if entries and self._newer("saved_memory", when):
-            self.profile.saved_memory = entries[:MAX_MEMORY_ENTRIES]
+            clean = self._nul.clean
+            self.profile.saved_memory = [e for e in map(clean, entries[:MAX_MEMORY_ENTRIES]) if e]
 
 
 def unwrap_instructions(text: str) -> str:

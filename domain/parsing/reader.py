@@ -14,6 +14,7 @@ from .hints import HintCollector
 from .framing import iter_conversations
 from .jsonstream import conversations_prefix, iter_items
 from .limits import ParseLimits
+from .nul import NulStripper
 from .source import MAX_MANIFEST_BYTES, ExportSource, Member
 
 # Errors in export_manifest.json that only mean "ignore the manifest": the
@@ -64,11 +65,12 @@ class ExportReader:
         src = self._source
         limits = self.limits
         summary = self.summary = ExportSummary()
-        hints = HintCollector()
+        nul = NulStripper()
+        hints = HintCollector(nul)
         self.profile = hints.profile
         budget = src.new_budget()
-        chatgpt = ChatGPTConverter(limits.max_message_chars, hints)
-        claude = ClaudeConverter(limits.max_message_chars)
+        chatgpt = ChatGPTConverter(limits.max_message_chars, hints, nul)
+        claude = ClaudeConverter(limits.max_message_chars, nul)
         fmt = ""
         newest = None
         try:
@@ -113,6 +115,7 @@ class ExportReader:
                         summary.bytes_read = budget.used
                         summary.excluded = chatgpt.excluded
                         summary.hidden_messages = chatgpt.hidden
+                        summary.nul_stripped = nul.count
                         if conv is None:
                             continue
                         msgs = conv.messages
@@ -130,6 +133,7 @@ class ExportReader:
             summary.bytes_read = budget.used
             summary.excluded = chatgpt.excluded
             summary.hidden_messages = chatgpt.hidden
+            summary.nul_stripped = nul.count
             if summary.conversations == 0:
                 raise ExportError("empty", _empty_message(src.display, summary))
         finally:
