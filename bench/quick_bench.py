@@ -81,7 +81,6 @@ async def flood(args) -> dict:
     from soulprint.services.embedded import Stack
     from soulprint.services.llm import AdaptiveLimiter, PostgresUsageSink
     from soulprint.services.llm.anthropic_provider import AnthropicClient
-    from soulprint.services.llm.factory import config_from_env
     from soulprint.settings import load_settings
     from support.pipeline import publish_import
     from support.waiting import wait_until
@@ -92,10 +91,12 @@ async def flood(args) -> dict:
     rt = None
     try:
         rt = await build_runtime(stack.start())
-        config = config_from_env(provider="anthropic", api_key="bench", base_url=url, cache_enabled=False)
+        config = dataclasses.replace(settings.llm, provider="anthropic", api_key="bench", base_url=url,
+                                     cache_enabled=False)
         sink = PostgresUsageSink(rt.db.pool)
         rt.llm = AnthropicClient(config, sink=sink, cache=None)
-        rt.quick_llm = AnthropicClient(config, sink=sink, cache=None, limiter=AdaptiveLimiter(4, 8, name="quick"))
+        rt.quick_llm = AnthropicClient(config, sink=sink, cache=None, limiter=AdaptiveLimiter(
+            settings.quick_llm_concurrency, settings.quick_llm_max_concurrency, name="quick"))
         await rt.start()
         big = await publish_import(rt.settings, "flooder", Path(args.export))
         await wait_until(lambda: rt.db.get_job(big),

@@ -27,16 +27,15 @@ def test_batch_settings_are_read_from_the_environment(monkeypatch):
     assert s.facts_batch_api is True and s.facts_batch_poll_s == 0.0
 
 
-async def test_full_pass_through_message_batches_completes_at_half_price(stack_settings, db, monkeypatch):
+async def test_full_pass_through_message_batches_completes_at_half_price(stack_settings, db):
     async with FakeAnthropicServer(seed=21, batch_polls=2) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         # A model id of this test's own (priced as Haiku 4.5): the shared response
         # cache holds other tests' answers to the same prompts.
-        monkeypatch.setenv("SOULPRINT_LLM_FAST_MODEL", f"claude-haiku-4-5-batch-{uuid.uuid4().hex[:8]}")
+        llm = dataclasses.replace(stack_settings.llm, api_key="test-key", base_url=server.url,
+                                  fast_model=f"claude-haiku-4-5-batch-{uuid.uuid4().hex[:8]}")
         settings = dataclasses.replace(stack_settings, app_id=f"batch-{uuid.uuid4().hex[:8]}",
                                        topic_prefix=f"b{uuid.uuid4().hex[:8]}", facts_batch_api=True,
-                                       facts_batch_poll_s=0.0)
+                                       facts_batch_poll_s=0.0, llm=llm)
         rt = await build_runtime(settings)
         await rt.start()
         try:

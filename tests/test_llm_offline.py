@@ -8,7 +8,7 @@ from soulprint.domain.prompts import PROMPTS, render_quick_sections
 from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA, Sections, Soul, User
 from soulprint.services.llm.accounting import MemoryUsageSink
 from soulprint.services.llm.base import LLMConfig, LLMRequest, validate_json
-from soulprint.services.llm.factory import build_llm_client, choose_provider, config_from_env, quick_sections_request
+from soulprint.services.llm.factory import build_llm_client, choose_provider, quick_sections_request
 from soulprint.services.llm.offline_provider import OFFLINE_TASKS, OfflineClient, user_text
 
 PAYLOAD = {
@@ -111,14 +111,12 @@ def test_user_text_keeps_only_user_turns():
 
 
 async def test_factory_defaults_to_offline_without_key():
-    cfg = config_from_env({})
+    # Reading these from the environment is settings.py's job (tests/test_settings.py).
+    cfg = LLMConfig()
     assert cfg.api_key is None and choose_provider(cfg) == "offline"
-    assert choose_provider(config_from_env({"ANTHROPIC_API_KEY": "k"})) == "anthropic"
-    assert choose_provider(config_from_env({"ANTHROPIC_API_KEY": "k", "SOULPRINT_LLM_PROVIDER": "offline"})) \
-        == "offline"
+    assert choose_provider(LLMConfig(api_key="k")) == "anthropic"
+    assert choose_provider(LLMConfig(api_key="k", provider="offline")) == "offline"
     assert isinstance(build_llm_client(LLMConfig()), OfflineClient)
-    env_cfg = config_from_env({"SOULPRINT_LLM_MAX_ATTEMPTS": "2", "SOULPRINT_LLM_CACHE": "0"})
-    assert env_cfg.max_attempts == 2 and env_cfg.cache_enabled is False
 
 
 def test_sections_round_trip_and_render():

@@ -1,6 +1,6 @@
 """The LLM layer: one interface over the Anthropic API, Bedrock and offline rules.
 
-    client = build_llm_client(config_from_env(), sink=PostgresUsageSink(pool), cache=PostgresCache(pool))
+    client = build_llm_client(settings.llm, sink=PostgresUsageSink(pool), cache=PostgresCache(pool))
     result = await client.complete(quick_sections_request(payload, job_id=job_id))
     if result.ok:
         sections = Sections.from_result(result)
@@ -29,7 +29,7 @@ from .base import (
     validate_json,
 )
 from .cache import MemoryCache, PostgresCache, cache_key
-from .factory import build_llm_client, choose_provider, config_from_env, quick_sections_request
+from .factory import build_llm_client, choose_provider, quick_sections_request
 from .offline_provider import OFFLINE_TASKS, OfflineClient, offline_task
 from .ratelimit import AdaptiveLimiter, reset_shared_limiters, shared_limiter
 
@@ -39,7 +39,7 @@ __all__ = [
     "MemoryCache", "PostgresCache", "cache_key",
     "MemoryUsageSink", "PostgresUsageSink", "usage_for_job",
     "BatchStore", "MemoryBatchStore", "PostgresBatchStore",
-    "build_llm_client", "choose_provider", "config_from_env", "quick_sections_request",
+    "build_llm_client", "choose_provider", "quick_sections_request",
     "OFFLINE_TASKS", "OfflineClient", "offline_task",
     "AdaptiveLimiter", "reset_shared_limiters", "shared_limiter",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
+PROVIDERS = ("anthropic", "bedrock", "offline")
+
 
 class ModelPrice(NamedTuple):
     """USD per million tokens. A NamedTuple so plain 4-tuples work in config too."""
