@@ -755,3 +755,48 @@ def test_a_raw_nul_byte_is_invalid_json(tmp_path):
     path = tmp_path / "conversations.json"
     path.write_bytes(json.dumps([simple_chat("a", question="QQ")]).encode().replace(b"QQ", b"Q\x00Q"))
     expect_error("not_json", path)
+
+
+# ----------------------------------------------------------------- files that are not regular files
+
+@pytest.fixture
+def no_hang():
+    """Fails a test that blocks (on opening a FIFO, say) instead of hanging the suite."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("the parser blocked")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def folder_export(root: Path) -> Path:
+    root.mkdir()
+    write_json(root / "conversations.json", [simple_chat("a")])
+    return root
+
+
+def test_a_fifo_or_device_as_the_export_is_not_a_regular_file(tmp_path, no_hang):
+    fifo = tmp_path / "export.zip"
+    os.mkfifo(fifo)
+    err = expect_error("not_regular", fifo)
+    assert str(err) == f"export {fifo} is not a regular file or folder (a FIFO)"
+    err = expect_error("not_regular", "/dev/zero")
+    assert str(err) == "export /dev/zero is not a regular file or folder (a character device)"
+    link = tmp_path / "link.json"
+    link.symlink_to("/dev/zero")
+    assert "(a character device)" in str(expect_error("not_regular", link))
+
+
+def test_a_file_swapped_for_a_fifo_after_the_scan_is_refused_on_open(tmp_path, no_hang):
+    from soulprint.domain.parsing.source import open_regular
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ExportError) as info:
+        open_regular(str(tmp_path / "fifo"), "conversations.json in export")
+    assert info.value.code == "not_regular"
+    assert str(info.value) == "conversations.json in export is not a regular file (a FIFO)"

@@ -23,6 +23,8 @@ CODES = {
     "invalid_utf8": "the JSON text is not valid UTF-8",
     "too_deep": "JSON nested deeper than ParseLimits.max_nesting_depth",
     "too_large": "more bytes than ParseLimits allow (whole export or one conversation)",
+    "not_regular": "the export, or a file in it that is read, is not a regular file or folder "
+                   "(a FIFO, a device, a socket) or is a symlink out of the export folder",
     "io_error": "the file could not be read",
     "no_c_backend": "ijson's C backend (yajl2_c) is not installed",
 }

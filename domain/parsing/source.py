@@ -4,12 +4,19 @@ Only the conversations files (and the optional manifest) are ever opened;
 media folders, users.json, projects.json and the like are listed in the zip's
 central directory but never decompressed. Everything that can be checked
 before reading is checked here: member names, declared sizes and ratios.
+
+Only regular files are opened. A FIFO would block the open (and the worker
+with it) for good, a device streams without end: the export itself, and in a
+folder every file that is read, must be a regular file. Every open re-checks
+the file it got (opened non-blocking, then fstat), so a file swapped after
+the scan cannot block either.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +41,35 @@ class Member:
     key: str  # zip member name, or filesystem path
     size: int  # declared (zip) or actual (file) uncompressed size
     compressed: int | None = None  # zip members only
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: "a FIFO", "a character device", ..."""
+    return next((name for is_kind, name in _KINDS if is_kind(mode)), "a special file")
+
+
+def open_regular(path: str, what: str):
+    """``path`` opened for binary reading if it is a regular file, else ExportError("not_regular").
+
+    Opened non-blocking, so a FIFO (with no writer) cannot hang the open, and
+    checked on the descriptor itself; blocking again once known to be a file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ExportError("not_regular", f"{what} is not a regular file ({file_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def resolve_path(source) -> Path:
@@ -85,6 +121,7 @@ class ExportSource:
         self.manifest: Member | None = None
         self.split = False  # 2026 layout: conversations-000.json, -001.json, ...
         self._zip: zipfile.ZipFile | None = None
+        self._zip_file = None  # the archive's own file, opened by open_regular
         self._all_names: set[str] = set()
         self._folder = ""
         self._open()
@@ -93,14 +130,17 @@ class ExportSource:
     def _open(self) -> None:
         path = self.path
         try:
-            if path.is_dir():
+            mode = path.stat().st_mode  # through a symlink: the export is what it names
+            if stat.S_ISDIR(mode):
                 self.kind = "folder"
                 self._scan_folder()
                 return
-            if not path.is_file():
-                raise ExportError("not_found", f"export not found: {path}")
-            with path.open("rb") as f:
+            if not stat.S_ISREG(mode):
+                raise ExportError("not_regular", f"export {path} is not a regular file or folder ({file_kind(mode)})")
+            with open_regular(str(path), f"export {path}") as f:
                 head = f.read(64)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ExportError("not_found", f"export not found: {path}") from None
         except OSError as e:
             raise ExportError("io_error", f"cannot read {self.display}: {e.strerror or e}") from None
         if head.startswith(ZIP_MAGIC):
@@ -114,17 +154,22 @@ class ExportSource:
 
     def _scan_zip(self) -> None:
         try:
-            zf = zipfile.ZipFile(self.path)
+            zf = self._open_zip()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
+            self.close()
             raise ExportError("bad_zip", f"corrupt zip archive {self.display}: {e}") from None
         except OSError as e:
             raise ExportError("io_error", f"cannot read {self.display}: {e.strerror or e}") from None
-        self._zip = zf
         try:
             self._check_zip(zf)
         except ExportError:
             self.close()
             raise
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        self._zip_file = open_regular(str(self.path), f"export {self.path}")
+        self._zip = zipfile.ZipFile(self._zip_file)
+        return self._zip
 
     def _check_zip(self, zf: zipfile.ZipFile) -> None:
         files: dict[str, zipfile.ZipInfo] = {}
@@ -247,21 +292,22 @@ class ExportSource:
 
     def open(self, member: Member, budget: Budget) -> CappedReader:
         """A fresh capped stream over one member (zip members stream-decompress)."""
+        name = member.name if self.kind == "file" else f"{member.name} in {self.display}"
         try:
             if self.kind == "zip":
-                if self._zip is None:
-                    self._zip = zipfile.ZipFile(self.path)
-                raw = self._zip.open(member.key)
+                raw = (self._zip if self._zip is not None else self._open_zip()).open(member.key)
             else:
-                raw = open(member.key, "rb")
+                raw = open_regular(member.key, name)
         except (zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as e:
             raise ExportError("bad_zip", f"cannot open {member.name} in {self.display}: {e}") from None
         except OSError as e:
             raise ExportError("io_error", f"cannot read {member.name}: {e.strerror or e}") from None
-        name = member.name if self.kind == "file" else f"{member.name} in {self.display}"
         return CappedReader(raw, name, self.limits, budget, member.compressed)
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
             self._zip = None
+        if self._zip_file is not None:
+            self._zip_file.close()
+            self._zip_file = None
