@@ -780,6 +780,39 @@ def folder_export(root: Path) -> Path:
     return root
 
 
+@pytest.mark.parametrize("name", ["conversations.json", "export_manifest.json"])
+def test_a_fifo_in_a_folder_export_is_refused(tmp_path, no_hang, name):
+    root = folder_export(tmp_path / "export")
+    (root / name).unlink(missing_ok=True)
+    os.mkfifo(root / name)
+    err = expect_error("not_regular", root)
+    assert str(err) == f"{name} in export is not a regular file (a FIFO)"
+
+
+def test_a_fifo_that_is_not_read_is_left_alone(tmp_path, no_hang):
+    root = folder_export(tmp_path / "export")
+    os.mkfifo(root / "users.json")
+    convs, _ = read_all(root)
+    assert [c.id for c in convs] == ["a"]
+
+
+def test_symlinks_in_a_folder_export_stay_inside_it(tmp_path, no_hang):
+    root = folder_export(tmp_path / "export")
+    (root / "data").mkdir()
+    (root / "conversations.json").rename(root / "data" / "chats.json")
+    (root / "conversations.json").symlink_to(Path("data") / "chats.json")
+    convs, _ = read_all(root)  # a link to a file inside the export is followed
+    assert [c.id for c in convs] == ["a"]
+    outside = write_json(tmp_path / "elsewhere.json", [simple_chat("b")])
+    (root / "conversations.json").unlink()
+    (root / "conversations.json").symlink_to(outside)
+    err = expect_error("not_regular", root)
+    assert str(err) == "conversations.json in export is a symlink out of the export folder"
+    (root / "conversations.json").unlink()
+    (root / "conversations.json").symlink_to("/dev/zero")
+    expect_error("not_regular", root)
+
+
 def test_a_fifo_or_device_as_the_export_is_not_a_regular_file(tmp_path, no_hang):
     fifo = tmp_path / "export.zip"
     os.mkfifo(fifo)

@@ -7,7 +7,8 @@ before reading is checked here: member names, declared sizes and ratios.
 
 Only regular files are opened. A FIFO would block the open (and the worker
 with it) for good, a device streams without end: the export itself, and in a
-folder every file that is read, must be a regular file. Every open re-checks
+folder every file that is read, must be a regular file. A symlink in a folder
+is followed only to a regular file inside that folder. Every open re-checks
 the file it got (opened non-blocking, then fstat), so a file swapped after
 the scan cannot block either.
 """
@@ -202,7 +203,9 @@ class ExportSource:
 
     def _scan_folder(self) -> None:
         root = self.path
+        real_root = os.path.realpath(root)
         sizes: dict[str, tuple[int, None, str]] = {}
+        unreadable: dict[str, str] = {}  # name -> why it may not be read
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # deterministic
             for fn in filenames:
@@ -210,10 +213,16 @@ class ExportSource:
                     full = os.path.join(dirpath, fn)
                     rel = os.path.relpath(full, root).replace(os.sep, "/")
                     try:
-                        sizes[rel] = (os.path.getsize(full), None, full)
+                        size, problem = _folder_file(full, real_root)
                     except OSError:
                         continue
+                    sizes[rel] = (size, None, full)
+                    if problem:
+                        unreadable[rel] = problem
         self._select(sizes, where=f"the folder {self.display}")
+        for m in self.members + ([self.manifest] if self.manifest else []):
+            if m.name in unreadable:
+                raise ExportError("not_regular", f"{m.name} in {self.display} {unreadable[m.name]}")
         self._check_total()
 
     def _select(self, sizes: dict[str, tuple[int, int | None, str]], where: str) -> None:
@@ -311,3 +320,16 @@ class ExportSource:
         if self._zip_file is not None:
             self._zip_file.close()
             self._zip_file = None
+
+
+def _folder_file(path: str, real_root: str) -> tuple[int, str]:
+    """(size, "" or why the file at ``path`` may not be read) for a file of a folder export."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        target = os.path.realpath(path)
+        if os.path.commonpath((target, real_root)) != real_root:
+            return 0, "is a symlink out of the export folder"
+        info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        return 0, f"is not a regular file ({file_kind(info.st_mode)})"
+    return info.st_size, ""
