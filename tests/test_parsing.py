@@ -637,6 +637,7 @@ def test_export_error_is_one_line_and_picklable():
     assert str(err) == "bad name here" and err.code == "not_json"
     again = pickle.loads(pickle.dumps(err))
     assert again.code == "not_json" and str(again) == "bad name here"
+    assert str(ExportError("io_error", "x" * 2000)) == "x" * 499 + "…"  # models.text.one_line's cap
 
 
 def test_truncated_json_inside_a_zip(tmp_path):

@@ -7,6 +7,8 @@ one line and never carries a library's traceback text.
 
 from __future__ import annotations
 
+from ...models.text import one_line
+
 #: Machine codes, each with what it means for the person who uploaded the file.
 CODES = {
     "not_found": "the path does not exist or holds no conversations file",
@@ -47,7 +49,7 @@ class ExportError(Exception):
             raise TypeError("ExportError(code, message) or ExportError(message, code=...)")
         code = code or "error"
         # Names from the archive or exception text may hold newlines: keep one line.
-        message = " ".join(str(message).split())
+        message = one_line(message)
         super().__init__(message)
         self.code = code
         self.message = message
