@@ -9,85 +9,83 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from soulprint.models.jobs import FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
+
 STAGES = ("parsing", "chunking")
 
 
-def job_finished(job: dict[str, Any] | None) -> bool:
+def job_finished(job: Job | None) -> bool:
     """Failed, or complete with the quick pass and the full pass both ended."""
-    if job is None:
-        return False
-    if job["status"] == "failed":
-        return True
-    return (job["status"] == "complete" and job["quick_status"] in ("ready", "failed")
-            and job["full_pass_status"] in ("complete", "failed", "skipped"))
+    return job is not None and job.finished
 
 
-def job_json(job: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def job_json(job: Job, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The --json object: one shape for `import` and `status`."""
     out = {
-        "job_id": job["job_id"],
-        "user_id": job["user_id"],
-        "status": job["status"],
-        "quick_status": job["quick_status"],
-        "quick_error": job["quick_error"],
-        "full_pass_status": job["full_pass_status"],
+        "job_id": job.job_id,
+        "user_id": job.user_id,
+        "status": str(job.status),
+        "quick_status": str(job.quick_status),
+        "quick_error": job.quick_error,
+        "full_pass_status": str(job.full_pass_status),
         "full_pass": {
-            "stage": job["full_pass_stage"],
+            "stage": job.full_pass_stage and str(job.full_pass_stage),
             "progress": _full_pass_progress(job),
-            "chunks_extracted": job["extraction_done"],
-            "chunks_total": job["extraction_total"],
-            "facts": job["facts_total"],
-            "consolidated_facts": job["consolidated_total"],
-            "error": job["full_pass_error"],
-            "duration_s": _seconds(job["full_pass_started_at"], job["full_pass_finished_at"]),
+            "chunks_extracted": job.extraction_done,
+            "chunks_total": job.extraction_total,
+            "facts": job.facts_total,
+            "facts_dropped": job.facts_dropped,
+            "consolidated_facts": job.consolidated_total,
+            "error": job.full_pass_error,
+            "duration_s": _seconds(job.full_pass_started_at, job.full_pass_finished_at),
         },
-        "stage": job["stage"],
-        "progress": round(float(job["progress"]), 1),
-        "error": job["error"],
-        "error_code": job["error_code"],
+        "stage": job.stage,
+        "progress": round(float(job.progress), 1),
+        "error": job.error,
+        "error_code": job.error_code,
         "counts": {
-            "conversations": job["conversations"],
-            "messages": job["messages"],
-            "excluded": job["excluded"],
-            "empty": job["empty"],
-            "conversations_chunked": job["conversations_chunked"],
+            "conversations": job.conversations,
+            "messages": job.messages,
+            "excluded": job.excluded,
+            "empty": job.empty,
+            "conversations_chunked": job.conversations_chunked,
             "chunks": {
-                "micro": job["chunks_micro"],
-                "medium": job["chunks_medium"],
-                "macro": job["chunks_macro"],
+                "micro": job.chunks_micro,
+                "medium": job.chunks_medium,
+                "macro": job.chunks_macro,
             },
         },
-        "format": job["format"],
-        "bytes_read": job["bytes_read"],
+        "format": job.format,
+        "bytes_read": job.bytes_read,
         "durations_s": stage_durations(job),
-        "quick_ready_after_s": _seconds(job["created_at"], job["quick_ready_at"]),
-        "created_at": _iso(job["created_at"]),
-        "finished_at": _iso(job["finished_at"]),
+        "quick_ready_after_s": _seconds(job.created_at, job.quick_ready_at),
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
     }
     if extra:
         out.update(extra)
     return out
 
 
-def stage_durations(job: dict[str, Any]) -> dict[str, float]:
-    times = job.get("stage_times") or {}
+def stage_durations(job: Job) -> dict[str, float]:
+    times = job.stage_times
     out: dict[str, float] = {}
     for stage, t in times.items():
         if isinstance(t, dict) and "started" in t and "finished" in t:
             out[stage] = round(float(t["finished"]) - float(t["started"]), 3)
-    if job.get("started_at") and job.get("finished_at"):
-        out["total"] = round((job["finished_at"] - job["started_at"]).total_seconds(), 3)
+    if job.started_at and job.finished_at:
+        out["total"] = round((job.finished_at - job.started_at).total_seconds(), 3)
     return out
 
 
-def _full_pass_progress(job: dict[str, Any]) -> float:
-    if job["full_pass_status"] in ("complete", "skipped"):
+def _full_pass_progress(job: Job) -> float:
+    if job.full_pass_status in (FullPassStatus.COMPLETE, FullPassStatus.SKIPPED):
         return 100.0
-    if not job["extraction_total"]:
+    if not job.extraction_total:
         return 0.0
     # Extraction is nearly all of the work; the last three stages are one LLM call each.
-    share = {"facts": 0.0, "consolidating": 0.9, "memory": 0.93, "sections": 0.96}.get(job["full_pass_stage"], 0.0)
-    extracted = min(1.0, job["extraction_done"] / job["extraction_total"])
+    share = {"facts": 0.0, "consolidating": 0.9, "memory": 0.93, "sections": 0.96}.get(job.full_pass_stage, 0.0)
+    extracted = min(1.0, job.extraction_done / job.extraction_total)
     return round(100.0 * max(share, 0.9 * extracted), 1)
 
 
@@ -113,7 +111,7 @@ class ProgressView:
         self.enabled = stream.isatty() if enabled is None else enabled
         self.lines_drawn = 0
 
-    def update(self, job: dict[str, Any]) -> None:
+    def update(self, job: Job) -> None:
         if not self.enabled:
             return
         lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job), self._full_line(job)]
@@ -124,75 +122,76 @@ class ProgressView:
         self.lines_drawn = len(lines)
         self.stream.flush()
 
-    def _quick_line(self, job: dict[str, Any]) -> str:
-        state = job["quick_status"]
-        if state == "ready":
+    def _quick_line(self, job: Job) -> str:
+        state = job.quick_status
+        if state == QuickStatus.READY:
             return f"{'quick':<9} {_bar(1.0)} quick_ready: chat can start"
-        if state == "failed":
-            return f"{'quick':<9} failed: {job['quick_error']}"
+        if state == QuickStatus.FAILED:
+            return f"{'quick':<9} failed: {job.quick_error}"
         return f"{'quick':<9} {_bar(0.0)} {'writing the soulprint' if state == 'running' else 'waiting for the sample'}"
 
-    def _full_line(self, job: dict[str, Any]) -> str:
-        state = job["full_pass_status"]
-        if state == "failed":
-            return f"{'full pass':<9} failed: {job['full_pass_error']}"
-        if state == "skipped":
+    def _full_line(self, job: Job) -> str:
+        state = job.full_pass_status
+        if state == FullPassStatus.FAILED:
+            return f"{'full pass':<9} failed: {job.full_pass_error}"
+        if state == FullPassStatus.SKIPPED:
             return f"{'full pass':<9} skipped (fewer conversations than the full pass needs)"
         progress = _full_pass_progress(job)
         note = {
             "pending": "waiting for chunks",
             "complete": "MEMORY and v2 sections ready",
         }.get(state) or (
-            f"{job['extraction_done']:,}/{job['extraction_total']:,} chunks read, {job['facts_total']:,} facts"
-            if job["full_pass_stage"] == "facts" else f"{job['full_pass_stage']}"
+            f"{job.extraction_done:,}/{job.extraction_total:,} chunks read, {job.facts_total:,} facts"
+            if job.full_pass_stage == FullPassStage.FACTS else f"{job.full_pass_stage}"
         )
         return f"{'full pass':<9} {_bar(progress / 100.0)} {progress:5.1f}%  {note}"
 
-    def _line(self, stage: str, job: dict[str, Any]) -> str:
-        status = job["status"]
+    def _line(self, stage: str, job: Job) -> str:
+        status = job.status
         order = {"queued": -1, "parsing": 0, "chunking": 1, "complete": 2}
-        current = order.get(status, order.get(job["stage"], -1))
+        current = order.get(status, order.get(job.stage, -1))
         mine = STAGES.index(stage)
-        if status == "failed" and job["stage"] == stage:
-            return f"{stage:<9} failed: {job['error']}"
+        if status == JobStatus.FAILED and job.stage == stage:
+            return f"{stage:<9} failed: {job.error}"
         if current > mine:
             fraction, note = 1.0, "done"
         elif current == mine:
-            fraction = float(job["progress"]) / 100.0
+            fraction = float(job.progress) / 100.0
             if stage == "parsing":
-                note = f"{job['bytes_read'] / 1e6:,.1f} MB, {job['conversations']:,} conversations"
+                note = f"{job.bytes_read / 1e6:,.1f} MB, {job.conversations:,} conversations"
             else:
-                note = f"{job['conversations_chunked']:,}/{job['conversations']:,} conversations"
+                note = f"{job.conversations_chunked:,}/{job.conversations:,} conversations"
         else:
             fraction, note = 0.0, "waiting"
         return f"{stage:<9} {_bar(fraction)} {fraction * 100:5.1f}%  {note}"
 
 
-def summary_text(job: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+def summary_text(job: Job, extra: dict[str, Any] | None = None) -> str:
     d = stage_durations(job)
     extra = extra or {}
     lines = [
-        f"Import {job['job_id']} for {job['user_id']}: {job['status']}",
+        f"Import {job.job_id} for {job.user_id}: {job.status}",
     ]
-    if job["status"] == "failed":
-        lines.append(f"  error: {job['error']}")
+    if job.status == JobStatus.FAILED:
+        lines.append(f"  error: {job.error}")
         return "\n".join(lines)
     lines += [
-        f"  conversations  {job['conversations']:,} imported, {job['excluded']:,} excluded (do not remember),"
-        f" {job['empty']:,} empty",
-        f"  messages       {job['messages']:,}",
-        f"  chunks         {job['chunks_micro']:,} micro, {job['chunks_medium']:,} medium,"
-        f" {job['chunks_macro']:,} macro",
+        f"  conversations  {job.conversations:,} imported, {job.excluded:,} excluded (do not remember),"
+        f" {job.empty:,} empty",
+        f"  messages       {job.messages:,}",
+        f"  chunks         {job.chunks_micro:,} micro, {job.chunks_medium:,} medium,"
+        f" {job.chunks_macro:,} macro",
         "  durations      " + ", ".join(f"{k} {v:.2f}s" for k, v in d.items()),
         "  quick pass     " + (
-            "quick_ready" if job["quick_status"] == "ready"
-            else f"{job['quick_status']}" + (f": {job['quick_error']}" if job["quick_error"] else "")
+            "quick_ready" if job.quick_status == QuickStatus.READY
+            else f"{job.quick_status}" + (f": {job.quick_error}" if job.quick_error else "")
         ),
-        "  full pass      " + job["full_pass_status"] + (
-            f": {job['extraction_done']:,} chunks read, {job['facts_total']:,} facts,"
-            f" {job['consolidated_total']:,} after consolidation"
-            if job["full_pass_status"] == "complete" else
-            (f": {job['full_pass_error']}" if job["full_pass_error"] else "")
+        "  full pass      " + job.full_pass_status + (
+            f": {job.extraction_done:,} chunks read, {job.facts_total:,} facts,"
+            f" {job.consolidated_total:,} after consolidation"
+            + (f" ({job.facts_dropped:,} dropped: named no chunk)" if job.facts_dropped else "")
+            if job.full_pass_status == FullPassStatus.COMPLETE else
+            (f": {job.full_pass_error}" if job.full_pass_error else "")
         ),
     ]
     usage = (extra.get("llm_usage") or {}).get("total")

@@ -18,8 +18,9 @@ from pathlib import Path
 import faust
 
 from soulprint.settings import Settings
-from soulprint.services.llm import LLMClient
-from soulprint.services.postgres import Postgres
+from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick, reconciler, sections
+from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
+from soulprint.services.db import Database
 from soulprint.topics import Topics
 
 
@@ -55,7 +56,7 @@ class LocalActivity:
 @dataclass
 class Runtime:
     settings: Settings
-    db: Postgres
+    db: Database
     app: faust.App  # the pipeline's stages
     topics: Topics
     # The quick pass runs on an app (consumer group) of its own: faust hands
@@ -119,16 +120,7 @@ def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick, reconciler, sections
-    from soulprint.services.llm import (
-        AdaptiveLimiter,
-        PostgresBatchStore,
-        PostgresCache,
-        PostgresUsageSink,
-        build_llm_client,
-    )
-
-    db = await Postgres.connect(settings.database_url)
+    db = await Database.connect(settings.database_url)
     app = make_faust_app(settings)
     topics = Topics(app, settings.topic_prefix, settings.partitions)
     quick_app = make_faust_app(settings, suffix="-quick")
@@ -136,12 +128,12 @@ async def build_runtime(settings: Settings) -> Runtime:
     facts_app = make_faust_app(settings, suffix="-facts")
     facts_topics = Topics(facts_app, settings.topic_prefix, settings.partitions)
     config = settings.llm
-    sink, cache = PostgresUsageSink(db.pool), PostgresCache(db.pool)
+    sink, cache = db.llm_usage(), db.llm_cache()
     # Only the bulk client may batch (complete_many: fact extraction). A batch
     # cannot outlive the full pass's deadline.
     bulk = replace(config, batch_api=settings.facts_batch_api, batch_poll_s=settings.facts_batch_poll_s,
                    batch_max_wait_s=settings.full_pass_deadline_s)
-    llm = build_llm_client(bulk, sink=sink, cache=cache, batch_store=PostgresBatchStore(db.pool))
+    llm = build_llm_client(bulk, sink=sink, cache=cache, batch_store=db.llm_batches())
     # A person waiting for their soulprint must not queue behind thousands of
     # extraction requests in the shared limiter: the quick pass has its own.
     quick_llm = build_llm_client(config, sink=sink, cache=cache,

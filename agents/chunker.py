@@ -12,11 +12,10 @@ import asyncio
 import logging
 
 from soulprint.agents.containment import contained
-from soulprint.agents.facts import after_chunking
+from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported, IngestCompleted
-from soulprint.services.postgres import ChunkWrite
-from soulprint.topics import conversation_key
+from soulprint.services.db import ChunkWrite
 
 log = logging.getLogger("soulprint.agents.chunker")
 
@@ -43,14 +42,13 @@ async def chunk_batch(rt, batch: list) -> None:
                 written.extend(await write_batch(rt, [event]))
             await contained(rt, "chunker", event, one)
 
-    for w in written:
-        await rt.topics.chunks.send(
-            key=conversation_key(w.user_id, w.conversation.id),
-            value=ConversationChunked(
-                job_id=w.job_id, user_id=w.user_id, conversation_id=w.conversation.id,
-                chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count) for k in w.chunks],
-            ),
+    await emit(rt, (
+        ConversationChunked(
+            job_id=w.job_id, user_id=w.user_id, conversation_id=w.conversation.id,
+            chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count) for k in w.chunks],
         )
+        for w in written
+    ))
     for job_id in sorted({e.job_id for e in conversations} | {e.job_id for e in completed}):
         try:
             await complete_if_chunked(rt, job_id)
@@ -63,7 +61,7 @@ async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite
     # loop keeps serving the latency-critical path (someone's quick pass)
     # between the interpreter's switches instead of after the whole batch.
     writes = await asyncio.to_thread(_chunk_all, events, rt.settings.chunking)
-    return await rt.db.write_chunks(writes)
+    return await rt.db.jobs.write_chunks(writes)
 
 
 def _chunk_all(events: list[ConversationImported], config) -> list[ChunkWrite]:
@@ -73,10 +71,3 @@ def _chunk_all(events: list[ConversationImported], config) -> list[ChunkWrite]:
         chunks = chunk_conversation(event.user_id, conv, config)
         writes.append(ChunkWrite(job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=chunks))
     return writes
-
-
-async def complete_if_chunked(rt, job_id: str) -> None:
-    """Close the job if every conversation has its chunks; the winner starts the full pass."""
-    s = rt.settings
-    if await rt.db.complete_chunking(job_id, s.recent_days, s.min_full_pass_conversations):
-        await after_chunking(rt, job_id)

@@ -9,8 +9,10 @@ domain code), reduces with the LLM when the result is over budget, stores it.
 from __future__ import annotations
 
 from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.flow import emit
 from soulprint.domain.consolidation import consolidate, consolidated_tokens, reduce_until_fits
-from soulprint.models.events import FactsConsolidated, FactsExtracted
+from soulprint.models.events import FactsExtracted
+from soulprint.models.jobs import FullPassStage
 
 
 def register(rt) -> None:
@@ -22,15 +24,11 @@ def register(rt) -> None:
 
 
 async def consolidate_job(rt, event: FactsExtracted) -> None:
-    if not await rt.db.advance_full_pass(event.job_id, "facts", "consolidating"):
-        return  # not all facts yet, or another worker already started it
-    facts = consolidate(await rt.db.load_facts(event.job_id))
+    if not await rt.db.jobs.advance_full_pass(event.job_id, FullPassStage.FACTS, FullPassStage.CONSOLIDATING):
+        return  # not all facts yet, another worker already started it, or every fact was dropped
+    facts = consolidate(await rt.db.facts.load(event.job_id))
     budget = rt.settings.consolidation_budget_tokens
     if consolidated_tokens(facts) > budget:
         report = await reduce_until_fits(facts, rt.llm.complete, budget_tokens=budget, job_id=event.job_id)
         facts = report.facts
-    await rt.db.store_consolidated(event.job_id, event.user_id, facts)
-    await rt.topics.consolidated.send(
-        key=event.job_id,
-        value=FactsConsolidated(job_id=event.job_id, user_id=event.user_id, consolidated=len(facts)),
-    )
+    await emit(rt, (await rt.db.jobs.store_consolidated(event.job_id, event.user_id, facts)).emit)

@@ -14,13 +14,9 @@ from typing import Awaitable, Callable
 
 from soulprint.domain.parsing import ExportError
 from soulprint.models.events import DeadLetter, now
+from soulprint.models.text import one_line
 
 log = logging.getLogger("soulprint.agents")
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:500]
 
 
 async def contained(rt, stage: str, event, work: Callable[[], Awaitable[None]]) -> None:
@@ -30,13 +26,13 @@ async def contained(rt, stage: str, event, work: Callable[[], Awaitable[None]]) 
     except ExportError as exc:
         # Bad input: the person's problem, not a bug. Fail the job, no dead letter.
         if job_id:
-            await rt.db.fail_job(job_id, getattr(exc, "code", "bad_input"), str(exc))
+            await rt.db.jobs.fail(job_id, getattr(exc, "code", "bad_input"), str(exc))
     except Exception as exc:  # noqa: BLE001 - the whole point is to stop escapes
         log.error("%s failed on job %s: %s\n%s", stage, job_id, one_line(exc), traceback.format_exc())
         await dead_letter(rt, stage, event, exc)
         if job_id:
             try:
-                await rt.db.fail_job(job_id, "internal", f"{stage} failed: {one_line(exc)}")
+                await rt.db.jobs.fail(job_id, "internal", f"{stage} failed: {one_line(exc)}")
             except Exception:  # noqa: BLE001 - Postgres itself may be what failed
                 log.exception("could not mark job %s failed", job_id)
 
@@ -68,6 +64,6 @@ async def contained_full_pass(rt, stage: str, event, work: Callable[[], Awaitabl
         log.error("%s failed on job %s: %s\n%s", stage, event.job_id, one_line(exc), traceback.format_exc())
         await dead_letter(rt, stage, event, exc)
         try:
-            await rt.db.fail_full_pass(event.job_id, f"{stage} failed: {one_line(exc)}")
+            await rt.db.jobs.fail_full_pass(event.job_id, f"{stage} failed: {one_line(exc)}")
         except Exception:  # noqa: BLE001
             log.exception("could not mark the full pass of job %s failed", event.job_id)

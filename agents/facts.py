@@ -2,8 +2,9 @@
 
 Take a batch of chunk events from the stream, keep the medium chunks of jobs
 whose full pass is on, pack them into LLM requests, parse each answer into
-facts attributed to their own chunk, write them per chunk (idempotent), and
-when the last chunk of a job has its facts, trigger consolidation.
+facts attributed to their own chunk (counting those that name none), write
+them per chunk (idempotent), and when the last chunk of a job has its facts,
+trigger consolidation.
 
 Parallelism comes from partitions and workers (chunk events are keyed per
 conversation) plus a few batches in flight per worker; the LLM layer's
@@ -15,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from soulprint.domain.facts import build_fact_requests, parse_fact_result
-from soulprint.models.events import ChunkRef, ConversationChunked, FactsExtracted
-from soulprint.topics import conversation_key
+from soulprint.agents.flow import emit
+from soulprint.domain.facts import build_fact_requests, parse_fact_answer
+from soulprint.models.events import ConversationChunked
 
 log = logging.getLogger("soulprint.agents.facts")
 
@@ -46,7 +47,7 @@ async def extract_batch(rt, events: list) -> None:
             continue
         user, ids = by_job.setdefault(e.job_id, (e.user_id, []))
         ids.extend(_field(c, "chunk_id") for c in e.chunks if _field(c, "tier") == "medium")
-    plan = await rt.db.extraction_plan(list(by_job), rt.settings.min_full_pass_conversations)
+    plan = await rt.db.jobs.extraction_plan(list(by_job), rt.settings.min_full_pass_conversations)
     await asyncio.gather(*(
         extract_job(rt, job_id, user_id, chunk_ids)
         for job_id, (user_id, chunk_ids) in by_job.items()
@@ -55,69 +56,38 @@ async def extract_batch(rt, events: list) -> None:
 
 
 async def extract_job(rt, job_id: str, user_id: str, chunk_ids: list[str]) -> None:
-    chunks = await rt.db.chunks_to_extract(job_id, chunk_ids)
+    jobs = rt.db.jobs
+    chunks = await rt.db.chunks.to_extract(job_id, chunk_ids)
     if not chunks:
-        return await finish_if_extracted(rt, job_id, user_id)
+        return await finish_if_extracted(rt, job_id)
     requests = build_fact_requests(user_id, job_id, chunks, token_budget=rt.settings.facts_request_tokens)
     results = await rt.llm.complete_many([request for request, _ in requests])
     facts, done, failed, error = [], [], [], ""
+    dropped: dict[str, int] = {}  # per answer, kept with the first chunk of its request
     for (_, group), result in zip(requests, results):
         if result.ok:
-            facts.extend(parse_fact_result(user_id, job_id, result.data, group))
+            parsed = parse_fact_answer(user_id, job_id, result.data, group)
+            facts.extend(parsed.facts)
+            dropped[group[0].chunk_id] = parsed.dropped
             done.extend(c.chunk_id for c in group)
         else:
             failed.extend(c.chunk_id for c in group)
             error = result.error or "extraction failed"
-    progress = None
     if failed:
-        await rt.db.extraction_failed(job_id, failed, error)
+        await rt.db.facts.extraction_failed(job_id, failed, error)
     if done:
-        progress = await rt.db.write_facts(job_id, done, facts)
-    await finish_if_extracted(rt, job_id, user_id, progress)
-
-
-async def finish_if_extracted(rt, job_id: str, user_id: str, progress: dict | None = None) -> None:
-    """Every extraction chunk has its facts: hand the job to consolidation.
-
-    ``progress`` is the count a write just took under the job lock; without
-    it the rows are counted again. Any number of workers may send this; the
-    consolidation agent's state transition lets exactly one of them start it.
-    """
-    job = progress or await rt.db.refresh_extraction(job_id)
-    if (job and job["full_pass_status"] == "processing" and job["full_pass_stage"] == "facts"
-            and job["extraction_done"] >= job["extraction_total"]):
-        await rt.topics.facts.send(key=job_id, value=FactsExtracted(job_id=job_id, user_id=user_id,
-                                                                     facts=job["facts_total"]))
-
-
-async def redrive_extraction(rt, job_id: str, user_id: str) -> int:
-    """Publish chunk events again for every medium chunk still without facts."""
-    pending, exhausted = await rt.db.unextracted_chunks(job_id, rt.settings.extraction_max_attempts)
-    for conversation_id, refs in pending.items():
-        await rt.topics.chunks.send(
-            key=conversation_key(user_id, conversation_id),
-            value=ConversationChunked(
-                job_id=job_id, user_id=user_id, conversation_id=conversation_id,
-                chunks=[ChunkRef(chunk_id=c, tier="medium", token_count=n) for c, n in refs],
-            ),
-        )
-    if not pending and exhausted:
-        await rt.db.fail_full_pass(job_id, f"{exhausted} chunks failed fact extraction "
-                                           f"{rt.settings.extraction_max_attempts} times")
-    elif not pending:
-        await finish_if_extracted(rt, job_id, user_id)
-    return len(pending)
-
-
-async def after_chunking(rt, job_id: str) -> None:
-    """Chunking has just completed (this caller won it): start the full pass's facts stage."""
-    job = await rt.db.get_job(job_id)
-    if job is None or job["full_pass_status"] != "processing":
-        return
-    if job["full_pass_deferred"]:
-        await redrive_extraction(rt, job_id, job["user_id"])
+        await emit(rt, (await jobs.record_facts(job_id, done, facts, dropped)).emit)
     else:
-        await finish_if_extracted(rt, job_id, job["user_id"])
+        await finish_if_extracted(rt, job_id)
+
+
+async def finish_if_extracted(rt, job_id: str) -> None:
+    """Recount; if every extraction chunk has its facts, the state machine hands the job to consolidation.
+
+    Any number of workers may send that; the consolidation agent's state
+    transition lets exactly one of them start it.
+    """
+    await emit(rt, (await rt.db.jobs.recount_extraction(job_id)).emit)
 
 
 def _field(ref, name: str):

@@ -9,16 +9,14 @@ totals, hand the sample to the quick pass, then emit IngestCompleted.
 from __future__ import annotations
 
 import time
-
-from soulprint.agents.chunker import complete_if_chunked
-from soulprint.agents.containment import contained
-from soulprint.agents.offload import iterate_in_thread
 from dataclasses import asdict
 
+from soulprint.agents.containment import contained
+from soulprint.agents.flow import complete_if_chunked, emit
+from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.parsing import ExportReader
 from soulprint.domain.sampling import ConversationSampler
-from soulprint.models.events import ConversationImported, ImportRequested, IngestCompleted, QuickPassRequested
-from soulprint.topics import conversation_key
+from soulprint.models.events import ConversationImported, ImportRequested
 
 
 def register(rt) -> None:
@@ -29,9 +27,9 @@ def register(rt) -> None:
 
 
 async def ingest_export(rt, event: ImportRequested) -> None:
-    db = rt.db
-    await db.create_job(event.job_id, event.user_id, event.source_uri)
-    if not await db.claim_ingest(event.job_id, rt.worker_id, rt.settings.stale_claim_s):
+    jobs = rt.db.jobs
+    await jobs.create(event.job_id, event.user_id, event.source_uri)
+    if not await jobs.claim_ingest(event.job_id, rt.worker_id, rt.settings.stale_claim_s):
         return  # a redelivery, or another worker has it
 
     reader = ExportReader(event.source_uri, limits=rt.settings.parse_limits)
@@ -48,50 +46,29 @@ async def ingest_export(rt, event: ImportRequested) -> None:
 
 
 async def emit_conversations(rt, event: ImportRequested, reader: ExportReader, conversations) -> None:
-    db, topics = rt.db, rt.topics
     seq = 0
     last_report = time.monotonic()
     async for batch in iterate_in_thread(conversations):
-        for conv in batch:
-            await topics.conversations.send(
-                key=conversation_key(event.user_id, conv.id),
-                value=ConversationImported.from_domain(event.job_id, event.user_id, seq, conv),
-            )
-            seq += 1
+        await emit(rt, (ConversationImported.from_domain(event.job_id, event.user_id, seq + i, conv)
+                        for i, conv in enumerate(batch)))
+        seq += len(batch)
         # Status-table writes are batched by time, not per conversation.
         if time.monotonic() - last_report >= rt.settings.progress_interval_s:
             last_report = time.monotonic()
             s = reader.summary
-            await db.report_parsing(
+            await rt.db.jobs.report_parsing(
                 event.job_id, bytes_read=s.bytes_read, bytes_total=reader.bytes_total,
                 conversations=s.conversations, messages=s.messages, excluded=s.excluded,
             )
 
 
 async def finish_export(rt, event: ImportRequested, reader: ExportReader, sampler: ConversationSampler) -> None:
-    db, topics = rt.db, rt.topics
     summary = reader.summary
-    if not await db.finish_ingest(event.job_id, summary, reader.profile):
-        return  # failed or taken over meanwhile: the newer owner reports
-    profile = reader.profile
     samples = [asdict(s) for s in sampler.result(summary.newest_message_time)]
-    await db.save_sample(event.job_id, samples)  # the v2 sections reuse it
-    await topics.quick.send(
-        key=event.user_id,
-        value=QuickPassRequested(
-            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations, samples=samples,
-            profile={"user_profile": profile.user_profile, "user_instructions": profile.user_instructions,
-                     "saved_memory": list(profile.saved_memory)},
-        ),
-    )
-    await topics.conversations.send(
-        key=event.job_id,
-        value=IngestCompleted(
-            job_id=event.job_id, user_id=event.user_id, conversations=summary.conversations,
-            messages=summary.messages, excluded=summary.excluded, empty=summary.empty,
-            newest_message_time=summary.newest_message_time,
-        ),
-    )
+    moved = await rt.db.jobs.finish_ingest(event.job_id, summary, reader.profile, samples)
+    if moved.job is None:
+        return  # failed or taken over meanwhile: the newer owner reports
+    await emit(rt, moved.emit)  # the quick pass's sample, then the end of the export
     # The chunker may already have written every conversation before the
     # totals were known; then nobody else would notice the job is done.
     await complete_if_chunked(rt, event.job_id)

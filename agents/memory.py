@@ -8,8 +8,10 @@ with the job and the user, and publish it.
 from __future__ import annotations
 
 from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.flow import emit
 from soulprint.domain.memory_doc import memory_from_result, memory_request
-from soulprint.models.events import FactsConsolidated, MemoryWritten
+from soulprint.models.events import FactsConsolidated
+from soulprint.models.jobs import FullPassStage
 
 
 def register(rt) -> None:
@@ -21,17 +23,13 @@ def register(rt) -> None:
 
 
 async def write_memory(rt, event: FactsConsolidated) -> None:
-    if not await rt.db.advance_full_pass(event.job_id, "consolidating", "memory"):
+    jobs = rt.db.jobs
+    if not await jobs.advance_full_pass(event.job_id, FullPassStage.CONSOLIDATING, FullPassStage.MEMORY):
         return
-    facts = await rt.db.load_consolidated(event.job_id)
+    facts = await rt.db.facts.load_consolidated(event.job_id)
     result = await rt.llm.complete(memory_request(event.user_id, event.job_id, facts))
     if not result.ok:
-        await rt.db.fail_full_pass(event.job_id, f"memory: {result.error}")
+        await jobs.fail_full_pass(event.job_id, f"memory: {result.error}")
         return
     memory_md = memory_from_result(result.data, offline=result.offline)
-    await rt.db.store_memory(event.job_id, event.user_id, memory_md, result.offline)
-    await rt.topics.memory.send(
-        key=event.job_id,
-        value=MemoryWritten(job_id=event.job_id, user_id=event.user_id, offline=result.offline,
-                            memory_md=memory_md),
-    )
+    await emit(rt, (await jobs.store_memory(event.job_id, event.user_id, memory_md, result.offline)).emit)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from soulprint.agents.containment import one_line
+from soulprint.agents.flow import emit
 from soulprint.domain.soulprint import quick_requests, rendered_sections
 from soulprint.models.events import QuickPassRequested, SectionsPublished
 from soulprint.models.sections import Sections
+from soulprint.models.text import one_line
 
 log = logging.getLogger("soulprint.agents.quick")
 
@@ -31,29 +32,29 @@ def register(rt) -> None:
                 await quick_pass(rt, event)
             except Exception as exc:  # noqa: BLE001 - never escape the agent loop (#315)
                 log.exception("quick pass failed for job %s", getattr(event, "job_id", "?"))
-                await rt.db.quick_failed(event.job_id, f"quick pass failed: {one_line(exc)}")
+                await rt.db.jobs.quick_failed(event.job_id, f"quick pass failed: {one_line(exc)}")
 
 
 async def quick_pass(rt, event: QuickPassRequested) -> None:
-    if not await rt.db.claim_quick(event.job_id, rt.settings.stale_claim_s):
+    jobs = rt.db.jobs
+    if not await jobs.claim_quick(event.job_id, rt.settings.stale_claim_s):
         return
     requests = quick_requests(event.user_id, event.job_id, list(event.samples), dict(event.profile))
     results = await asyncio.gather(*(rt.quick_llm.complete(r) for r in requests))
     failed = [r for r in results if not r.ok]
     if failed:
-        await rt.db.quick_failed(event.job_id, f"quick pass: {failed[0].error}")
+        await jobs.quick_failed(event.job_id, f"quick pass: {failed[0].error}")
         return
     sections = Sections.from_result(results[0])
     for extra in results[1:]:
         sections = sections.merge(Sections.from_result(extra))
     text = sections.soulprint_text()
-    await rt.db.store_soulprint(
+    # Not stored for a job that failed meanwhile, nor over a newer import's soulprint.
+    current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=1, sections=sections.to_dict(),
         rendered=rendered_sections(sections), soulprint_text=text, memory_md=None, offline=sections.offline,
     )
-    await rt.db.quick_ready(event.job_id)
-    await rt.quick_topics.sections.send(
-        key=event.user_id,
-        value=SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=1,
-                                offline=sections.offline, soulprint_text=text),
-    )
+    await jobs.quick_ready(event.job_id)
+    if current:
+        await emit(rt, [SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=1,
+                                          offline=sections.offline, soulprint_text=text)], rt.quick_topics)

@@ -9,10 +9,12 @@ version 1 in place and the reason on the job.
 from __future__ import annotations
 
 from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.flow import emit
 from soulprint.domain.memory_doc import sections_v2_request
 from soulprint.domain.sampling import SampledConversation
 from soulprint.domain.soulprint import rendered_sections
 from soulprint.models.events import MemoryWritten, SectionsPublished
+from soulprint.models.jobs import FullPassStage
 from soulprint.models.sections import Sections
 
 
@@ -25,27 +27,27 @@ def register(rt) -> None:
 
 
 async def rewrite_sections(rt, event: MemoryWritten) -> None:
-    if not await rt.db.advance_full_pass(event.job_id, "memory", "sections"):
+    jobs = rt.db.jobs
+    if not await jobs.advance_full_pass(event.job_id, FullPassStage.MEMORY, FullPassStage.SECTIONS):
         return
-    job = await rt.db.get_job(event.job_id)
-    memory = await rt.db.get_memory(event.job_id)
+    job = await jobs.get(event.job_id)
+    memory = await rt.db.soulprints.get_memory(event.job_id)
     memory_md = memory["memory_md"] if memory else event.memory_md
-    samples = [SampledConversation(**s) for s in (job["sample"] or [])]
-    request = sections_v2_request(event.user_id, event.job_id, memory_md, samples, job["profile"] or {})
+    samples = [SampledConversation(**s) for s in (job.sample or [])]
+    request = sections_v2_request(event.user_id, event.job_id, memory_md, samples, job.profile or {})
     result = await rt.llm.complete(request)
     if not result.ok:
-        await rt.db.fail_full_pass(event.job_id, f"sections v2: {result.error}")
+        await jobs.fail_full_pass(event.job_id, f"sections v2: {result.error}")
         return
     sections = Sections.from_result(result)
     text = sections.soulprint_text(memory_md)
-    await rt.db.store_soulprint(
+    # Not stored over a newer import's soulprint: the latest import wins.
+    current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=2, sections=sections.to_dict(),
         rendered=rendered_sections(sections), soulprint_text=text, memory_md=memory_md,
         offline=sections.offline,
     )
-    await rt.db.complete_full_pass(event.job_id)
-    await rt.topics.sections.send(
-        key=event.user_id,
-        value=SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=2,
-                                offline=sections.offline, soulprint_text=text),
-    )
+    await jobs.complete_full_pass(event.job_id)
+    if current:
+        await emit(rt, [SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=2,
+                                          offline=sections.offline, soulprint_text=text)])

@@ -47,7 +47,7 @@ def drain(pipe, log) -> None:
 
 async def run(args) -> dict:
     from soulprint.services.embedded import Stack
-    from soulprint.services.postgres import Postgres
+    from soulprint.services.db import Database
     from soulprint.settings import load_settings
     from support.pipeline import job_finished, publish_import
     from support.waiting import wait_until
@@ -78,12 +78,12 @@ async def run(args) -> dict:
     for i, w in enumerate(workers):  # keep draining so a chatty worker never blocks on a full pipe
         log = open(f"{args.worker_log}.{i}", "w") if args.worker_log else None
         threading.Thread(target=drain, args=(w.stderr, log), daemon=True).start()
-    db = await Postgres.connect(resolved.database_url)
+    db = await Database.connect(resolved.database_url)
     try:
         resolved = dataclasses.replace(resolved, partitions=args.partitions)
         started = time.time()
         job_id = await publish_import(resolved, "bench", Path(args.export))
-        job = await wait_until(lambda: db.get_job(job_id), job_finished, limit_s=args.limit_s,
+        job = await wait_until(lambda: db.jobs.get(job_id), job_finished, limit_s=args.limit_s,
                                what="the full pass")
         stats = fake_stats(url)
         first_llm = await db.pool.fetchval(
@@ -102,28 +102,28 @@ async def run(args) -> dict:
 
     ok_requests = stats["status"].get("200", 0)
     bound_s = ok_requests / args.rpm * 60.0
-    fp_start = job["full_pass_started_at"].timestamp()
-    fp_end = job["full_pass_finished_at"].timestamp()
+    fp_start = job.full_pass_started_at.timestamp()
+    fp_end = job.full_pass_finished_at.timestamp()
     # Extraction overlaps chunking: the pass really begins with its first LLM answer.
     llm_start = min(fp_start, first_llm.timestamp()) if first_llm else fp_start
     wall = fp_end - llm_start
     return {
         "workers": args.workers,
         "facts_concurrency": args.facts_concurrency,
-        "chunking_done_after_first_answer_s": round(job["finished_at"].timestamp() - llm_start, 1),
+        "chunking_done_after_first_answer_s": round(job.finished_at.timestamp() - llm_start, 1),
         "rpm_limit": args.rpm,
         "latency_s": args.latency,
-        "conversations": job["conversations"],
-        "medium_chunks": job["extraction_total"],
-        "full_pass_status": job["full_pass_status"],
+        "conversations": job.conversations,
+        "medium_chunks": job.extraction_total,
+        "full_pass_status": job.full_pass_status,
         "llm_requests_ok": ok_requests,
         "llm_429s": stats["status"].get("429", 0),
         "bound_s": round(bound_s, 1),
         "full_pass_wall_s": round(wall, 1),
         "ratio_to_bound": round(wall / bound_s, 3) if bound_s else None,
         "upload_to_done_s": round(fp_end - started, 1),
-        "requests_per_1000_conversations": round(1000 * ok_requests / job["conversations"], 1),
-        "baseline_one_request_per_chunk_per_1000": round(1000 * job["extraction_total"] / job["conversations"], 1),
+        "requests_per_1000_conversations": round(1000 * ok_requests / job.conversations, 1),
+        "baseline_one_request_per_chunk_per_1000": round(1000 * job.extraction_total / job.conversations, 1),
         "usage_rows": dict(usage) if usage else None,
         **({"timeline": timeline} if timeline else {}),
     }

@@ -39,19 +39,19 @@ def start_fake(latency: float, rpm: int = 0) -> tuple[subprocess.Popen, str]:
 
 
 def report(job: dict, latency: float) -> dict:
-    times = job["stage_times"]
+    times = job.stage_times
     parse = times["parsing"]["finished"] - times["parsing"]["started"]
-    ready = (job["quick_ready_at"] - job["created_at"]).total_seconds()
+    ready = (job.quick_ready_at - job.created_at).total_seconds()
     return {
-        "conversations": job["conversations"],
-        "bytes_read_mb": round(job["bytes_read"] / 1e6, 1),
+        "conversations": job.conversations,
+        "bytes_read_mb": round(job.bytes_read / 1e6, 1),
         "parse_s": round(parse, 2),
         "upload_to_quick_ready_s": round(ready, 2),
         "llm_latency_s": latency,
         "overhead_s": round(ready - parse - latency, 2),
         "goal_met": ready - parse - latency <= 3.0,
         # seconds after the upload at which each stage started and finished
-        "timeline": {stage: {k: round(v - job["created_at"].timestamp(), 2) for k, v in t.items()}
+        "timeline": {stage: {k: round(v - job.created_at.timestamp(), 2) for k, v in t.items()}
                      for stage, t in times.items()},
     }
 
@@ -79,7 +79,8 @@ def single(args) -> dict:
 async def flood(args) -> dict:
     from soulprint.runtime import build_runtime
     from soulprint.services.embedded import Stack
-    from soulprint.services.llm import AdaptiveLimiter, PostgresUsageSink
+    from soulprint.services.db import PostgresUsageSink
+    from soulprint.services.llm import AdaptiveLimiter
     from soulprint.services.llm.anthropic_provider import AnthropicClient
     from soulprint.settings import load_settings
     from support.pipeline import publish_import
@@ -99,16 +100,16 @@ async def flood(args) -> dict:
             settings.quick_llm_concurrency, settings.quick_llm_max_concurrency, name="quick"))
         await rt.start()
         big = await publish_import(rt.settings, "flooder", Path(args.export))
-        await wait_until(lambda: rt.db.get_job(big),
-                         lambda j: j is not None and j["extraction_done"] >= 500,
+        await wait_until(lambda: rt.db.jobs.get(big),
+                         lambda j: j is not None and j.extraction_done >= 500,
                          limit_s=1800, what="the big full pass to be extracting")
         small = await publish_import(rt.settings, "newcomer", Path(args.small))
-        job = await wait_until(lambda: rt.db.get_job(small), lambda j: j is not None and j["quick_status"] in ("ready", "failed"),
+        job = await wait_until(lambda: rt.db.jobs.get(small), lambda j: j is not None and j.quick_status in ("ready", "failed"),
                                limit_s=600, what="the small import's quick pass")
-        flooding = await rt.db.get_job(big)
-        out = {"mode": "flood", "quick_status": job["quick_status"], **report(job, args.latency),
-               "flood": {"conversations": flooding["conversations"], "extraction_done": flooding["extraction_done"],
-                         "extraction_total": flooding["extraction_total"],
+        flooding = await rt.db.jobs.get(big)
+        out = {"mode": "flood", "quick_status": job.quick_status, **report(job, args.latency),
+               "flood": {"conversations": flooding.conversations, "extraction_done": flooding.extraction_done,
+                         "extraction_total": flooding.extraction_total,
                          "limiter": rt.llm.limiter.stats()}}
         return out
     finally:

@@ -73,9 +73,9 @@ def stack_settings(data_root):
 
 @pytest.fixture(scope="session")
 async def db(stack_settings):
-    from soulprint.services.postgres import Postgres
+    from soulprint.services.db import Database
 
-    database = await Postgres.connect(stack_settings.database_url)
+    database = await Database.connect(stack_settings.database_url)
     yield database
     await database.close()
 

@@ -15,7 +15,7 @@ import asyncpg
 
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, Message
-from soulprint.services.postgres import ChunkWrite
+from soulprint.services.db import ChunkWrite
 from support.waiting import wait_until
 
 
@@ -37,22 +37,22 @@ async def waiting_on_lock(db, query_part: str) -> int:
 
 async def test_a_chunker_batch_holds_up_the_job_cleanup_but_not_fact_writes(db, stack_settings, user_id):
     job_id = str(uuid.uuid4())
-    await db.create_job(job_id, user_id, "file:///export.json")
+    await db.jobs.create(job_id, user_id, "file:///export.json")
     conv = conversation("c-locks")
     write = ChunkWrite(job_id=job_id, user_id=user_id, conversation=conv,
                        chunks=chunk_conversation(user_id, conv))
 
-    # Another transaction inserting the same conversation makes the batch wait
+    # Another transaction inserting the same conversation for the job makes the batch wait
     # in the middle of its transaction, after it has taken its job row lock.
     blocker = await asyncpg.connect(stack_settings.database_url)
     tx = blocker.transaction()
     await tx.start()
     await blocker.execute(
         "INSERT INTO conversations (user_id, conversation_id, job_id, source, message_count)"
-        " VALUES ($1, $2, 'other-job', 'chatgpt', 1)",
-        user_id, conv.id,
+        " VALUES ($1, $2, $3, 'chatgpt', 1)",
+        user_id, conv.id, job_id,
     )
-    chunking = asyncio.ensure_future(db.write_chunks([write]))
+    chunking = asyncio.ensure_future(db.jobs.write_chunks([write]))
     cleanup = None
     facts = asyncio.ensure_future(asyncio.sleep(0))
     try:
@@ -61,7 +61,7 @@ async def test_a_chunker_batch_holds_up_the_job_cleanup_but_not_fact_writes(db, 
 
         # Fact writes for the job go through while the batch is open.
         chunk_id = str(uuid.uuid4())
-        facts = asyncio.ensure_future(db.write_facts(job_id, [chunk_id], []))
+        facts = asyncio.ensure_future(db.jobs.record_facts(job_id, [chunk_id], []))
 
         async def facts_state():
             return facts.done(), await waiting_on_lock(db, "FROM import_jobs WHERE job_id = $1 FOR")
@@ -69,12 +69,12 @@ async def test_a_chunker_batch_holds_up_the_job_cleanup_but_not_fact_writes(db, 
         done, _ = await wait_until(facts_state, lambda s: s[0] or s[1] >= 1, limit_s=30,
                                    what="the fact write to finish or wait")
         assert done, "the fact write waits for the chunker batch"
-        assert (await facts)["extraction_done"] == 1
-        assert (await db.refresh_extraction(job_id))["extraction_done"] == 1
+        assert (await facts).job.extraction_done == 1
+        assert (await db.jobs.recount_extraction(job_id)).job.extraction_done == 1
         assert not chunking.done()
 
         # The cleanup of a failing job waits for the batch...
-        cleanup = asyncio.ensure_future(db.fail_job(job_id, "bad_input", "test"))
+        cleanup = asyncio.ensure_future(db.jobs.fail(job_id, "bad_input", "test"))
         await wait_until(lambda: waiting_on_lock(db, "FOR UPDATE"), lambda n: n >= 1,
                          limit_s=30, what="the cleanup to wait for the chunker batch")
         assert not cleanup.done()
@@ -89,4 +89,4 @@ async def test_a_chunker_batch_holds_up_the_job_cleanup_but_not_fact_writes(db, 
     assert await cleanup is True
     assert await db.pool.fetchval("SELECT count(*) FROM conversation_chunks WHERE job_id = $1", job_id) == 0
     assert await db.pool.fetchval("SELECT count(*) FROM conversations WHERE job_id = $1", job_id) == 0
-    assert (await db.get_job(job_id))["status"] == "failed"
+    assert (await db.jobs.get(job_id)).status == "failed"

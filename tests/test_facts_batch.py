@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from soulprint.runtime import build_runtime
-from soulprint.services.llm import default_prices, usage_for_job
+from soulprint.services.db import usage_for_job
+from soulprint.services.llm import default_prices
 from soulprint.settings import load_settings
 from support.fake_anthropic import FakeAnthropicServer
 from support.pipeline import import_and_wait
@@ -45,13 +46,13 @@ async def test_full_pass_through_message_batches_completes_at_half_price(stack_s
             await rt.db.close()
         stats = server.stats()
 
-    assert job["quick_status"] == "ready", job["quick_error"]
-    assert job["full_pass_status"] == "complete", job["full_pass_error"]
-    assert job["extraction_done"] == job["extraction_total"] > 0 and job["facts_total"] > 0
+    assert job.quick_status == "ready", job.quick_error
+    assert job.full_pass_status == "complete", job.full_pass_error
+    assert job.extraction_done == job.extraction_total > 0 and job.facts_total > 0
     assert stats["batches"] >= 1 and stats["by_route"]["batches"] >= 1
 
     # The facts stage was paid at the batch price, and the job's status shows it.
-    usage = await usage_for_job(db.pool, job["job_id"])
+    usage = await usage_for_job(db.pool, job.job_id)
     facts = usage["stages"]["facts"]
     (key,) = facts["by_model"]
     assert key.startswith("anthropic-batch/claude-haiku-4-5-batch-")

@@ -14,7 +14,7 @@ from soulprint.agents import chunker as chunker_agent
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, ExportSummary, Message, ProfileHints
 from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported
-from soulprint.services.postgres import ChunkWrite
+from soulprint.services.db import ChunkWrite
 from soulprint.topics import conversation_key
 from support.waiting import wait_until
 
@@ -31,15 +31,17 @@ async def job_in_facts_stage(rt, user_id: str, n: int) -> tuple[str, list[ChunkW
     """A job whose conversations are chunked and whose full pass waits for facts."""
     db, s = rt.db, rt.settings
     job_id = str(uuid.uuid4())
-    await db.create_job(job_id, user_id, "file:///export.json")
-    assert await db.claim_ingest(job_id, "test", s.stale_claim_s)
+    await db.jobs.create(job_id, user_id, "file:///export.json")
+    assert await db.jobs.claim_ingest(job_id, "test", s.stale_claim_s)
     convs = [conversation(i) for i in range(n)]
-    writes = await db.write_chunks([ChunkWrite(job_id=job_id, user_id=user_id, conversation=c,
+    writes = await db.jobs.write_chunks([ChunkWrite(job_id=job_id, user_id=user_id, conversation=c,
                                                chunks=chunk_conversation(user_id, c, s.chunking)) for c in convs])
     assert len(writes) == n
     summary = ExportSummary(format="chatgpt", conversations=n, messages=4 * n, newest_message_time=1.7e9 + 4)
-    assert await db.finish_ingest(job_id, summary, ProfileHints())
-    assert await db.complete_chunking(job_id, s.recent_days, s.min_full_pass_conversations)
+    assert (await db.jobs.finish_ingest(job_id, summary, ProfileHints(), [])).job
+    assert (await db.jobs.complete_chunking(job_id, recent_days=s.recent_days,
+                                           min_full_pass_conversations=s.min_full_pass_conversations,
+                                           extraction_max_attempts=s.extraction_max_attempts)).job
     return job_id, writes
 
 
@@ -76,10 +78,10 @@ async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, us
                                           chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count)
                                                   for k in w.chunks]),
             )
-        job = await wait_until(lambda: rt.db.refresh_extraction(job_id),
-                               lambda j: j["extraction_done"] >= j["extraction_total"], limit_s=60,
+        job = await wait_until(lambda: rt.db.jobs.recount_extraction(job_id),
+                               lambda moved: moved.job.extraction_done >= moved.job.extraction_total, limit_s=60,
                                what="every chunk's facts while the chunker is stuck")
-        assert job["extraction_total"] == sum(1 for w in writes for k in w.chunks if k.tier == "medium")
+        assert job.job.extraction_total == sum(1 for w in writes for k in w.chunks if k.tier == "medium")
         assert not gate.is_set() and held.is_set()
     finally:
         gate.set()

@@ -10,7 +10,7 @@ import pytest
 
 from soulprint.agents.reconciler import reconcile_once
 from soulprint.runtime import build_runtime
-from soulprint.services.llm import PostgresCache, PostgresUsageSink
+from soulprint.services.db import PostgresCache, PostgresUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
 from support.fake_anthropic import FakeAnthropicServer
 from support.fixtures_llm import fast_config, fresh_limiter
@@ -30,7 +30,7 @@ async def fact_texts(db, job_id: str) -> list[tuple[str, str, int, str]]:
     rows = await db.pool.fetch(
         """
         SELECT f.conversation_id, f.category, k.chunk_index, f.text
-          FROM facts f JOIN conversation_chunks k ON k.chunk_id = f.chunk_id
+          FROM facts f JOIN conversation_chunks k ON k.job_id = f.job_id AND k.chunk_id = f.chunk_id
          WHERE f.job_id = $1 ORDER BY 1, 3, 2, 4
         """,
         job_id,
@@ -41,16 +41,16 @@ async def fact_texts(db, job_id: str) -> list[tuple[str, str, int, str]]:
 async def test_offline_full_pass_writes_memory_and_v2_sections(runtime, db, user_id):
     job = await import_and_wait(runtime, user_id, SAMPLE)
 
-    assert job["full_pass_status"] == "complete", job["full_pass_error"]
-    assert job["extraction_done"] == job["extraction_total"] == job["chunks_medium"]
-    assert job["facts_total"] > 0 and 0 < job["consolidated_total"] <= job["facts_total"]
-    memory = await db.get_memory(job["job_id"])
+    assert job.full_pass_status == "complete", job.full_pass_error
+    assert job.extraction_done == job.extraction_total == job.chunks_medium
+    assert job.facts_total > 0 and 0 < job.consolidated_total <= job.facts_total
+    memory = await db.soulprints.get_memory(job.job_id)
     assert all(h in memory["memory_md"] for h in MEMORY_HEADINGS)
-    soulprint = await db.get_soulprint(user_id)
+    soulprint = await db.soulprints.get(user_id)
     assert soulprint["version"] == 2 and soulprint["memory_md"] == memory["memory_md"]
     assert soulprint["soulprint_text"].rstrip().endswith(memory["memory_md"].rstrip())
     versions = await db.pool.fetch("SELECT version FROM soulprint_versions WHERE job_id = $1 ORDER BY 1",
-                                   job["job_id"])
+                                   job.job_id)
     assert [r["version"] for r in versions] == [1, 2]
 
 
@@ -62,19 +62,20 @@ async def test_small_export_skips_the_full_pass(runtime, db, user_id, tmp_path):
                      ' "create_time": 1700000000, "content": {"content_type": "text",'
                      ' "parts": ["I prefer short answers."]}}}}}]')
     job = await import_and_wait(runtime, user_id, small)
-    assert job["full_pass_status"] == "skipped"
-    assert job["quick_status"] == "ready"
+    assert job.full_pass_status == "skipped"
+    assert job.quick_status == "ready"
 
 
 async def test_same_import_twice_leaves_the_same_facts(runtime, db, user_id):
     first = await import_and_wait(runtime, user_id, SAMPLE)
-    await publish_import(runtime.settings, user_id, SAMPLE, job_id=first["job_id"])  # redelivery
+    first_facts = await fact_texts(db, first.job_id)  # retired once the second import is current
+    await publish_import(runtime.settings, user_id, SAMPLE, job_id=first.job_id)  # redelivery
     second = await import_and_wait(runtime, user_id, SAMPLE)
 
-    assert first["full_pass_status"] == second["full_pass_status"] == "complete"
-    assert await fact_texts(db, first["job_id"]) == await fact_texts(db, second["job_id"])
-    again = await db.get_job(first["job_id"])
-    assert again["facts_total"] == first["facts_total"]
+    assert first.full_pass_status == second.full_pass_status == "complete"
+    assert first_facts == await fact_texts(db, second.job_id)
+    again = await db.jobs.get(first.job_id)
+    assert again.facts_total == first.facts_total
 
 
 @pytest.mark.parametrize("stage", ["memory", "sections_v2"])
@@ -82,10 +83,10 @@ async def test_failing_memory_or_sections_call_keeps_v1(runtime, db, user_id, st
     with llm_swapped(runtime, FailingLLM(runtime.llm, {stage})):
         job = await import_and_wait(runtime, user_id, SAMPLE)
 
-    assert job["status"] == "complete" and job["quick_status"] == "ready"
-    assert job["full_pass_status"] == "failed"
-    assert "schema" in job["full_pass_error"] and "\n" not in job["full_pass_error"]
-    soulprint = await db.get_soulprint(user_id)
+    assert job.status == "complete" and job.quick_status == "ready"
+    assert job.full_pass_status == "failed"
+    assert "schema" in job.full_pass_error and "\n" not in job.full_pass_error
+    soulprint = await db.soulprints.get(user_id)
     assert soulprint["version"] == 1 and soulprint["memory_md"] is None
 
 
@@ -100,8 +101,8 @@ async def test_a_fifth_of_answers_rate_limited_or_overloaded_still_completes(run
         finally:
             await client.aclose()
 
-    assert job["quick_status"] == "ready", job["quick_error"]
-    assert job["full_pass_status"] == "complete", job["full_pass_error"]
+    assert job.quick_status == "ready", job.quick_error
+    assert job.full_pass_status == "complete", job.full_pass_error
     stats = server.stats()
     assert stats["status"]["429"] + stats["status"]["529"] > 0
 
@@ -120,9 +121,9 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
     await first.start()
     try:
         job_id = await publish_import(settings, user, SAMPLE)
-        await wait_until(lambda: db.get_job(job_id),
-                         lambda j: j is not None and j["full_pass_stage"] == "facts"
-                         and 0 < j["extraction_done"] < j["extraction_total"],
+        await wait_until(lambda: db.jobs.get(job_id),
+                         lambda j: j is not None and j.full_pass_stage == "facts"
+                         and 0 < j.extraction_done < j.extraction_total,
                          what="extraction under way")
     finally:
         await first.stop()  # the worker dies mid-pass: in-flight batches are lost
@@ -135,12 +136,12 @@ async def test_killed_worker_mid_full_pass_restarts_and_completes_exactly(runtim
     try:
         async def progress():
             await reconcile_once(second)  # as the periodic timer would, without waiting for it
-            return await db.get_job(job_id)
+            return await db.jobs.get(job_id)
 
         job = await wait_until(progress, job_finished, what="the restarted job to finish")
     finally:
         await second.stop()
         await second.db.close()
 
-    assert job["full_pass_status"] == "complete", job["full_pass_error"]
-    assert await fact_texts(db, job_id) == await fact_texts(db, reference["job_id"])
+    assert job.full_pass_status == "complete", job.full_pass_error
+    assert await fact_texts(db, job_id) == await fact_texts(db, reference.job_id)

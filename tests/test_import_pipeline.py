@@ -45,21 +45,21 @@ async def test_sample_export_lands_in_postgres(runtime, db, user_id):
 
     job = await wait_for_job(db, job_id)
 
-    assert job["status"] == "complete", job["error"]
-    assert job["conversations"] > 0 and job["messages"] > job["conversations"]
-    assert job["conversations_chunked"] == job["conversations"]
+    assert job.status == "complete", job.error
+    assert job.conversations > 0 and job.messages > job.conversations
+    assert job.conversations_chunked == job.conversations
     snapshot = await table_snapshot(db, user_id)
-    assert len(snapshot["conversations"]) == job["conversations"]
+    assert len(snapshot["conversations"]) == job.conversations
     tiers = {"micro": 0, "medium": 0, "macro": 0}
     for row in snapshot["chunks"]:
         tiers[row[2]] += 1
-    assert tiers == {"micro": job["chunks_micro"], "medium": job["chunks_medium"], "macro": job["chunks_macro"]}
+    assert tiers == {"micro": job.chunks_micro, "medium": job.chunks_medium, "macro": job.chunks_macro}
     assert all(n > 0 for n in tiers.values())
     # every chunk says which messages it covers, and recency is relative to the export
     assert all(row[5] for row in snapshot["chunks"])
     assert any(row[6] for row in snapshot["chunks"]) and not all(row[6] for row in snapshot["chunks"])
-    assert job["progress"] == 100
-    assert set(job["stage_times"]) >= {"parsing", "chunking"}
+    assert job.progress == 100
+    assert set(job.stage_times) >= {"parsing", "chunking"}
     # Keyword search runs on micro chunks, the tier cut for names and exact facts.
     found = await db.pool.fetch(
         "SELECT tier, content FROM conversation_chunks"
@@ -85,10 +85,10 @@ async def test_publishing_the_same_import_twice_leaves_the_same_rows(runtime, db
     again = await wait_for_job(db, second_job)
     after = await table_snapshot(db, user_id)
 
-    assert first["status"] == again["status"] == "complete"
-    assert (await db.get_job(job_id))["conversations_chunked"] == first["conversations_chunked"]
+    assert first.status == again.status == "complete"
+    assert (await db.jobs.get(job_id)).conversations_chunked == first.conversations_chunked
     assert before == after
-    assert again["chunks_medium"] == first["chunks_medium"]
+    assert again.chunks_medium == first.chunks_medium
 
 
 def _conversation(mapping: dict, current: str = "b") -> dict:
@@ -149,8 +149,8 @@ async def test_bad_input_fails_the_job_with_its_reason(runtime, db, user_id, tmp
 
     job = await wait_for_job(db, job_id)
 
-    assert job["status"] == "failed"
-    assert job["error_code"] == code
-    assert "\n" not in job["error"] and job["error"]
+    assert job.status == "failed"
+    assert job.error_code == code
+    assert "\n" not in job.error and job.error
     rows = await db.pool.fetchval("SELECT count(*) FROM conversation_chunks WHERE job_id = $1", job_id)
     assert rows == 0

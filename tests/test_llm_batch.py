@@ -11,7 +11,8 @@ import pytest
 
 from soulprint.services.llm.accounting import MemoryUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
-from soulprint.services.llm.batch_store import MemoryBatchStore, PostgresBatchStore
+from soulprint.services.db import PostgresBatchStore
+from soulprint.services.llm.batch_store import MemoryBatchStore
 from soulprint.services.llm.cache import MemoryCache
 from soulprint.services.llm.offline_provider import OfflineClient
 from support.fake_anthropic import FakeAnthropicServer
@@ -200,7 +201,7 @@ async def test_postgres_keepalive_moves_the_reconcilers_clock_of_a_processing_fu
     store = PostgresBatchStore(db.pool)
     live, done = str(uuid.uuid4()), str(uuid.uuid4())
     for job_id, status in ((live, "processing"), (done, "complete")):
-        await db.create_job(job_id, "user-batch", "file:///x.zip")
+        await db.jobs.create(job_id, "user-batch", "file:///x.zip")
         await db.pool.execute("UPDATE import_jobs SET full_pass_status = $2,"
                               " full_pass_moved_at = now() - interval '1 hour' WHERE job_id = $1", job_id, status)
     await store.keepalive([live, done, ""])

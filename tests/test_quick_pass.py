@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from soulprint.services.llm import PostgresCache, PostgresUsageSink, usage_for_job
+from soulprint.services.db import PostgresCache, PostgresUsageSink, usage_for_job
 from soulprint.services.llm.anthropic_provider import AnthropicClient
 from support.fake_anthropic import FakeAnthropicServer
 from support.fixtures_llm import fast_config, fresh_limiter
@@ -47,8 +47,8 @@ async def fake_llm(runtime, db):
 async def test_offline_quick_pass_is_ready_and_labelled(runtime, db, user_id):
     job = await import_and_wait(runtime, user_id, SAMPLE)
 
-    assert job["quick_status"] == "ready" and job["quick_ready_at"] is not None
-    soulprint = await db.get_soulprint(user_id)
+    assert job.quick_status == "ready" and job.quick_ready_at is not None
+    soulprint = await db.soulprints.get(user_id)
     assert soulprint["offline"] is True
     text = soulprint["soulprint_text"]
     assert all(h in text for h in SECTION_HEADINGS)
@@ -61,12 +61,12 @@ async def test_offline_quick_pass_is_ready_and_labelled(runtime, db, user_id):
 async def test_quick_pass_through_the_sdk_counts_every_token(runtime, db, user_id, small_export, fake_llm):
     job = await import_and_wait(runtime, user_id, small_export)
 
-    assert job["quick_status"] == "ready", job["quick_error"]
-    assert job["full_pass_status"] == "skipped"
-    soulprint = await db.get_soulprint(user_id)
+    assert job.quick_status == "ready", job.quick_error
+    assert job.full_pass_status == "skipped"
+    soulprint = await db.soulprints.get(user_id)
     assert soulprint["offline"] is False and soulprint["version"] == 1
     stats = fake_llm.stats()
-    usage = (await usage_for_job(db.pool, job["job_id"]))["total"]
+    usage = (await usage_for_job(db.pool, job.job_id))["total"]
     assert usage["requests"] == stats["status"]["200"] >= 1
     for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
         assert usage[key] == stats[key], key
@@ -78,9 +78,9 @@ async def test_second_identical_import_is_served_from_the_cache(runtime, db, use
 
     second = await import_and_wait(runtime, user_id, small_export)
 
-    assert first["quick_status"] == second["quick_status"] == "ready"
+    assert first.quick_status == second.quick_status == "ready"
     assert fake_llm.stats()["requests"] == requests_after_first
-    usage = (await usage_for_job(db.pool, second["job_id"]))["total"]
+    usage = (await usage_for_job(db.pool, second.job_id))["total"]
     assert usage["requests"] == 0 and usage["cache_hits"] >= 1 and usage["cost_usd"] == 0
 
 
@@ -90,12 +90,12 @@ async def test_schema_breaking_answers_get_one_repair_then_fail_the_quick_pass(
 
     job = await import_and_wait(runtime, user_id, small_export)
 
-    assert job["status"] == "complete"  # the import itself is intact
-    assert job["quick_status"] == "failed"
-    assert "invalid structured answer after repair" in job["quick_error"]
-    assert "\n" not in job["quick_error"]
+    assert job.status == "complete"  # the import itself is intact
+    assert job.quick_status == "failed"
+    assert "invalid structured answer after repair" in job.quick_error
+    assert "\n" not in job.quick_error
     assert fake_llm.stats()["requests"] == 2  # the answer and one repair
-    assert await db.get_soulprint(user_id) is None
+    assert await db.soulprints.get(user_id) is None
 
 
 @pytest.mark.parametrize("storm", [["429", "429", "429"], ["529", "529"]])
@@ -104,10 +104,10 @@ async def test_rate_limits_and_overloads_are_retried(runtime, db, user_id, small
 
     job = await import_and_wait(runtime, user_id, small_export)
 
-    assert job["quick_status"] == "ready", job["quick_error"]
+    assert job.quick_status == "ready", job.quick_error
     stats = fake_llm.stats()
     assert stats["status"][storm[0]] == len(storm)
-    usage = (await usage_for_job(db.pool, job["job_id"]))["total"]
+    usage = (await usage_for_job(db.pool, job.job_id))["total"]
     assert usage["throttled"] == len(storm)
 
 
@@ -121,6 +121,6 @@ async def test_timeouts_end_in_a_contained_failure(runtime, db, user_id, small_e
         finally:
             await client.aclose()
 
-    assert job["quick_status"] == "failed"
-    assert "tim" in job["quick_error"].lower()
+    assert job.quick_status == "failed"
+    assert "tim" in job.quick_error.lower()
     assert server.stats()["requests"] == 2

@@ -1,7 +1,9 @@
 """Persistent response cache: an identical request is never paid for twice.
 
 The key is sha256 over everything that determines the answer: provider,
-model, system prompt, messages, schema (and its tool name) and max_tokens.
+model, task and its prompt version, system prompt, messages, schema (and its
+tool name) and max_tokens. The prompt version is there so that editing a
+prompt (and bumping its version) can never serve an answer to the old text.
 Re-running a job (a retry after a crash, a re-import of the same export)
 therefore costs nothing for the calls that already succeeded. Only successful
 answers are stored: a failure is worth asking again.
@@ -11,21 +13,22 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from .base import LLMRequest
+from soulprint.models.llm import LLMRequest
 
-CACHE_KEY_VERSION = 1  # bump to invalidate every key when the body format changes
+CACHE_KEY_VERSION = 2  # bump to invalidate every key when the body format changes
 
 
-def cache_key(provider: str, model: str, req: "LLMRequest") -> str:
+def cache_key(provider: str, model: str, req: LLMRequest) -> str:
     material = {
         "v": CACHE_KEY_VERSION,
         "provider": provider,
         "model": model,
+        "task": req.task,
+        "prompt_version": req.prompt_version,
         "system": req.system,
         "messages": req.messages,
         "schema": req.schema,
@@ -62,29 +65,3 @@ class MemoryCache:
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-class PostgresCache:
-    """The ``llm_cache`` table (services/migrations/0002_llm.sql).
-
-    The JSON goes over the wire as text and is cast in SQL, and read back as
-    ``response::text``: that works whether or not the pool registered a jsonb
-    codec, so this class makes no assumption about how the pool was set up.
-    """
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    async def get(self, key: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchval("SELECT response::text FROM llm_cache WHERE key = $1", key)
-        return orjson.loads(row) if row is not None else None
-
-    async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None:
-        await self.pool.execute(
-            """
-            INSERT INTO llm_cache (key, provider, model, response)
-            VALUES ($1, $2, $3, $4::text::jsonb)
-            ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response, created_at = now()
-            """,
-            key, provider, model, orjson.dumps(response).decode(),
-        )

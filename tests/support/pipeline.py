@@ -21,7 +21,7 @@ async def publish_import(settings, user_id: str, source: Path, job_id: str | Non
 
 
 async def import_and_wait(rt, user_id: str, source: Path, *, job_id: str | None = None,
-                          limit_s: float = 180.0) -> dict:
+                          limit_s: float = 180.0):
     job_id = await publish_import(rt.settings, user_id, source, job_id)
-    return await wait_until(lambda: rt.db.get_job(job_id), job_finished, limit_s=limit_s,
+    return await wait_until(lambda: rt.db.jobs.get(job_id), job_finished, limit_s=limit_s,
                             what=f"import {job_id} to finish")

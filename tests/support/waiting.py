@@ -27,10 +27,10 @@ async def wait_until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bo
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-async def wait_for_job(db, job_id: str, *, statuses=("complete", "failed"), limit_s: float = 120.0) -> dict:
+async def wait_for_job(db, job_id: str, *, statuses=("complete", "failed"), limit_s: float = 120.0):
     return await wait_until(
-        lambda: db.get_job(job_id),
-        lambda job: job is not None and job["status"] in statuses,
+        lambda: db.jobs.get(job_id),
+        lambda job: job is not None and job.status in statuses,
         limit_s=limit_s,
         what=f"job {job_id} to reach {statuses}",
     )

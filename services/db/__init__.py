@@ -1,0 +1,62 @@
+"""The database layer, by aggregate. All SQL of the project lives in this package.
+
+    db = await Database.connect(url)
+    await db.jobs.claim_ingest(job_id, worker, stale_after_s)   # the job state machine
+    await db.chunks.to_extract(job_id, chunk_ids)               # conversations and chunks
+    await db.facts.load(job_id)                                 # facts, consolidated facts
+    await db.soulprints.get(user_id)                            # soulprints and MEMORY
+
+pool.py connects and migrates (migrations/ is append-only); llm.py holds the
+LLM layer's cache, usage and batch tables.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from soulprint.services.db.chunks import Chunks, ChunkWrite
+from soulprint.services.db.facts import Facts
+from soulprint.services.db.jobs import Jobs, Moved
+from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, PostgresUsageSink, usage_for_job
+from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
+from soulprint.services.db.soulprints import Soulprints
+
+
+class Database:
+    """One object per aggregate over one pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.jobs = Jobs(pool)
+        self.chunks = Chunks(pool)
+        self.facts = Facts(pool)
+        self.soulprints = Soulprints(pool)
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
+        db = cls(await create_pool(url, min_size=min_size, max_size=max_size))
+        await migrate(db.pool)
+        return db
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def reconciler_lock(self):
+        """``async with db.reconciler_lock() as mine:`` one reconciler at a time across workers."""
+        return try_advisory_lock(self.pool, RECONCILER_LOCK)
+
+    def llm_cache(self) -> PostgresCache:
+        return PostgresCache(self.pool)
+
+    def llm_usage(self) -> PostgresUsageSink:
+        return PostgresUsageSink(self.pool)
+
+    def llm_batches(self) -> PostgresBatchStore:
+        return PostgresBatchStore(self.pool)
+
+    async def usage_for_job(self, job_id: str) -> dict:
+        return await usage_for_job(self.pool, job_id)
+
+
+__all__ = ["Database", "DatabaseError", "ChunkWrite", "Moved", "PostgresBatchStore", "PostgresCache",
+           "PostgresUsageSink", "usage_for_job"]

@@ -1,0 +1,219 @@
+"""Conversations and their chunks: rows of one job each.
+
+A job writes only its own rows, keyed (job_id, conversation_id) and
+(job_id, chunk_id); chunk ids are uuid5(user, conversation, tier, index), the
+same in every job, so a re-import of unchanged content has the same ids. The
+functions taking ``conn`` run inside a job transition (services/db/jobs.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import asyncpg
+
+from soulprint.domain.facts import ChunkForExtraction
+from soulprint.models.domain import Chunk, Conversation
+from soulprint.services.db.pool import ts
+
+TIERS = ("micro", "medium", "macro")
+
+
+@dataclass
+class ChunkWrite:
+    """One conversation's worth of rows for the chunker's batch write."""
+
+    job_id: str
+    user_id: str
+    conversation: Conversation
+    chunks: list[Chunk]
+
+
+def tier_counts(chunks: Iterable[Chunk]) -> dict[str, int]:
+    counts = dict.fromkeys(TIERS, 0)
+    for k in chunks:
+        counts[k.tier] += 1
+    return counts
+
+
+async def insert_conversations(conn: asyncpg.Connection, writes: Sequence[ChunkWrite]) -> list[ChunkWrite]:
+    """Insert the conversations and their chunks; returns the writes that were new for their job.
+
+    A redelivered conversation (already written by its job) is skipped whole;
+    concurrent writers of the same conversation serialise on its key and only
+    the first one writes.
+    """
+    rows = []
+    for w in writes:
+        c, counts = w.conversation, tier_counts(w.chunks)
+        rows.append((
+            w.user_id, c.id, w.job_id, c.title, c.source, ts(c.created_at), ts(c.updated_at),
+            len(c.messages), ts(c.newest_time), counts["micro"], counts["medium"], counts["macro"],
+        ))
+    fresh = await conn.fetch(
+        """
+        INSERT INTO conversations AS c (user_id, conversation_id, job_id, title, source, created_at,
+               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro)
+        SELECT u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                      $6::timestamptz[], $7::timestamptz[], $8::int[], $9::timestamptz[],
+                      $10::int[], $11::int[], $12::int[])
+               AS x(u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma)
+        ON CONFLICT (job_id, conversation_id) DO NOTHING
+        RETURNING job_id, conversation_id
+        """,
+        *[list(col) for col in zip(*rows)],
+    )
+    fresh_keys = {(r["job_id"], r["conversation_id"]) for r in fresh}
+    new_writes = [w for w in writes if (w.job_id, w.conversation.id) in fresh_keys]
+    if not new_writes:
+        return []
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS chunk_stage (LIKE conversation_chunks INCLUDING DEFAULTS)"
+        " ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(
+        "chunk_stage",
+        columns=["chunk_id", "user_id", "job_id", "conversation_id", "conversation_title", "tier",
+                 "chunk_index", "content", "token_count", "message_ids", "message_at"],
+        records=(
+            (k.id, w.user_id, w.job_id, w.conversation.id, w.conversation.title, k.tier,
+             k.index, k.content, k.token_count, k.message_ids, ts(k.newest_time))
+            for w in new_writes
+            for k in w.chunks
+        ),
+    )
+    await conn.execute(
+        """
+        INSERT INTO conversation_chunks (chunk_id, user_id, job_id, conversation_id, conversation_title,
+               tier, chunk_index, content, token_count, message_ids, message_at)
+        SELECT chunk_id, user_id, job_id, conversation_id, conversation_title, tier, chunk_index,
+               content, token_count, message_ids, message_at
+          FROM chunk_stage
+        ON CONFLICT (job_id, chunk_id) DO NOTHING
+        """
+    )
+    await _carry_embeddings(conn, sorted({w.user_id for w in new_writes}))
+    return new_writes
+
+
+async def _carry_embeddings(conn: asyncpg.Connection, user_ids: list[str]) -> None:
+    """A chunk whose content is unchanged since the person's current import keeps its embeddings.
+
+    Only persons whose current import has embeddings at all pay for the join.
+    """
+    embedded = await conn.fetch(
+        "SELECT p.user_id, p.current_job_id FROM people p WHERE p.user_id = ANY($1::text[])"
+        " AND EXISTS (SELECT 1 FROM chunk_embeddings e WHERE e.job_id = p.current_job_id)",
+        user_ids,
+    )
+    for r in embedded:
+        await conn.execute(
+            """
+            INSERT INTO chunk_embeddings (job_id, chunk_id, model, dimensions, embedding)
+            SELECT s.job_id, s.chunk_id, e.model, e.dimensions, e.embedding
+              FROM chunk_stage s
+              JOIN conversation_chunks old ON old.job_id = $2 AND old.chunk_id = s.chunk_id
+                                          AND old.content = s.content
+              JOIN chunk_embeddings e ON e.job_id = old.job_id AND e.chunk_id = old.chunk_id
+             WHERE s.user_id = $1 AND s.job_id <> $2
+            ON CONFLICT DO NOTHING
+            """,
+            r["user_id"], r["current_job_id"],
+        )
+
+
+async def mark_recent(conn: asyncpg.Connection, job_id: str, newest, recent_days: int) -> None:
+    """'Recent' is relative to the export's newest message, not to today: an export
+    downloaded a year ago still has a recent past. Only the recent few rows are
+    touched (rewriting every row of a large import takes minutes)."""
+    await conn.execute(
+        "UPDATE conversation_chunks SET is_recent = true"
+        " WHERE job_id = $1 AND message_at >= $2::timestamptz - make_interval(days => $3)",
+        job_id, newest, recent_days,
+    )
+
+
+async def medium_count(conn: asyncpg.Connection, job_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM conversation_chunks WHERE job_id = $1 AND tier = 'medium'", job_id
+    )
+
+
+async def delete_job_rows(conn: asyncpg.Connection, job_ids: Sequence[str]) -> None:
+    """Everything the chunker wrote for these jobs (embeddings go with their chunks)."""
+    await conn.execute("DELETE FROM conversation_chunks WHERE job_id = ANY($1::text[])", list(job_ids))
+    await conn.execute("DELETE FROM conversations WHERE job_id = ANY($1::text[])", list(job_ids))
+
+
+class Chunks:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def counts(self, job_id: str) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT tier, count(*) AS n FROM conversation_chunks WHERE job_id = $1 GROUP BY tier", job_id
+        )
+        return dict.fromkeys(TIERS, 0) | {r["tier"]: r["n"] for r in rows}
+
+    async def to_extract(self, job_id: str, chunk_ids: Sequence[str]) -> list[ChunkForExtraction]:
+        """The job's medium chunks among ``chunk_ids`` that do not have their facts yet."""
+        rows = await self.pool.fetch(
+            """
+            SELECT k.chunk_id::text AS chunk_id, k.conversation_id, k.conversation_title, k.content,
+                   k.message_ids, extract(epoch from k.message_at) AS message_time, k.token_count
+              FROM conversation_chunks k
+             WHERE k.job_id = $1 AND k.chunk_id = ANY($2::uuid[]) AND k.tier = 'medium'
+               AND NOT EXISTS (SELECT 1 FROM fact_extractions e
+                                WHERE e.job_id = $1 AND e.chunk_id = k.chunk_id AND e.status = 'done')
+             ORDER BY k.conversation_id, k.chunk_index
+            """,
+            job_id, list(chunk_ids),
+        )
+        return [
+            ChunkForExtraction(
+                chunk_id=r["chunk_id"], conversation_id=r["conversation_id"], title=r["conversation_title"],
+                content=r["content"], message_ids=list(r["message_ids"]),
+                message_time=float(r["message_time"]) if r["message_time"] is not None else None,
+                token_count=r["token_count"],
+            )
+            for r in rows
+        ]
+
+    async def unextracted(self, job_id: str, max_attempts: int) -> tuple[dict[str, list[tuple[str, int]]], int]:
+        """The job's medium chunks still without facts, by conversation; and how many gave up."""
+        rows = await self.pool.fetch(
+            """
+            SELECT k.conversation_id, k.chunk_id::text AS chunk_id, k.token_count, e.attempts
+              FROM conversation_chunks k
+              LEFT JOIN fact_extractions e ON e.job_id = k.job_id AND e.chunk_id = k.chunk_id
+             WHERE k.job_id = $1 AND k.tier = 'medium' AND (e.status IS NULL OR e.status = 'failed')
+            """,
+            job_id,
+        )
+        pending: dict[str, list[tuple[str, int]]] = {}
+        exhausted = 0
+        for r in rows:
+            if r["attempts"] is not None and r["attempts"] >= max_attempts:
+                exhausted += 1
+                continue
+            pending.setdefault(r["conversation_id"], []).append((r["chunk_id"], r["token_count"]))
+        return pending, exhausted
+
+    async def ensure_embedding_index(self, model: str, dimensions: int) -> str:
+        """An HNSW index for one embedding space: ``(embedding::vector(N)) WHERE model = '<model>'``.
+
+        Queries of that space must use the same cast and predicate to use it:
+        ``ORDER BY embedding::vector(N) <=> $1::vector(N)`` with ``WHERE model = '<model>'``.
+        """
+        if not 0 < dimensions <= 2000:
+            raise ValueError(f"HNSW indexes vectors of up to 2000 dimensions, not {dimensions}")
+        name = "chunk_embeddings_hnsw_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30] + f"_{dimensions}"
+        literal = model.replace("'", "''")
+        await self.pool.execute(
+            f'CREATE INDEX IF NOT EXISTS "{name}" ON chunk_embeddings USING hnsw'
+            f" ((embedding::vector({int(dimensions)})) vector_cosine_ops) WHERE model = '{literal}'"
+        )
+        return name

@@ -1,0 +1,617 @@
+"""The job state machine: every transition of an import job, each with its row lock.
+
+A transition is ``UPDATE ... WHERE <expected state> RETURNING``, so exactly
+one caller wins it however often an event is delivered. Transitions that move
+a job on return what to send next (``Moved.emit``); topics/stages.py says on
+which topic. Locks, always taken in this order:
+
+- the person (a transaction advisory lock on user_id) for the transitions that
+  decide which of a person's imports is current: claim, fail, complete;
+- the job row: FOR UPDATE to fail or retire a job (its rows are deleted),
+  FOR NO KEY UPDATE to count extraction progress, FOR KEY SHARE to write chunks
+  or a soulprint for it (those wait for a cleanup, and only for a cleanup).
+
+A person's imports never move data backwards: a newer job supersedes an older
+unfinished one (failed, error_code 'superseded', rows removed); a job that
+completes becomes the person's current import unless a newer one already is,
+and the rows of the person's older imports are retired in that transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import asyncpg
+
+from soulprint.models.domain import ExportSummary, ProfileHints
+from soulprint.models.events import (
+    ChunkRef,
+    ConversationChunked,
+    FactsConsolidated,
+    FactsExtracted,
+    ImportRequested,
+    IngestCompleted,
+    MemoryWritten,
+    QuickPassRequested,
+)
+from soulprint.models.facts import ConsolidatedFact, Fact
+from soulprint.models.jobs import SUPERSEDED, FullPassStage, FullPassStatus, Job, JobStatus
+from soulprint.models.text import one_line
+from soulprint.services.db import chunks, facts, soulprints
+from soulprint.services.db.chunks import ChunkWrite, tier_counts
+from soulprint.services.db.pool import ts
+
+PERSON_LOCK = 0x5017  # advisory lock class: (PERSON_LOCK, hashtext(user_id))
+
+_OLDER = "(j.created_at, j.job_id) < (me.created_at, me.job_id)"
+_NEWER = "(j.created_at, j.job_id) > (me.created_at, me.job_id)"
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A transition's outcome: the job row after it (None: it did not happen) and what to send next."""
+
+    job: Job | None
+    emit: list = field(default_factory=list)
+
+
+async def _lock_person(conn: asyncpg.Connection, job_id: str) -> str | None:
+    user_id = await conn.fetchval("SELECT user_id FROM import_jobs WHERE job_id = $1", job_id)
+    if user_id is not None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", PERSON_LOCK, user_id)
+    return user_id
+
+
+async def _others(conn: asyncpg.Connection, job_id: str, relation: str, statuses: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(
+        f"SELECT j.job_id FROM import_jobs j JOIN import_jobs me ON me.job_id = $1 AND j.user_id = me.user_id"
+        f" WHERE j.job_id <> me.job_id AND j.status = ANY($2::text[]) AND {relation}"
+        f" ORDER BY j.created_at, j.job_id",
+        job_id, list(statuses),
+    )
+    return [r["job_id"] for r in rows]
+
+
+async def _fail(conn: asyncpg.Connection, job_id: str, user_id: str, code: str, reason: str) -> bool:
+    """Open → failed, and remove what this job wrote. The caller holds the person lock.
+
+    FOR UPDATE first: a chunker batch writing for this job (FOR KEY SHARE)
+    finishes before the cleanup, and one that starts later sees 'failed'.
+    """
+    await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+    row = await conn.fetchrow(
+        """
+        UPDATE import_jobs
+           SET status = 'failed', error = $2, error_code = $3, updated_at = now(), finished_at = now()
+         WHERE job_id = $1 AND status NOT IN ('complete', 'failed')
+        RETURNING job_id
+        """,
+        job_id, one_line(reason, 1000), code,
+    )
+    if row is None:
+        return False
+    await chunks.delete_job_rows(conn, [job_id])
+    await facts.delete_job_rows(conn, [job_id])
+    await soulprints.restore_current(conn, user_id, job_id)
+    return True
+
+
+async def _retire(conn: asyncpg.Connection, job_ids: list[str], by_job: str) -> None:
+    """The person's older imports, once a newer one is current: their rows go, their passes end."""
+    if not job_ids:
+        return
+    await conn.execute(
+        "SELECT 1 FROM import_jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id FOR UPDATE", job_ids
+    )
+    await conn.execute(
+        """
+        UPDATE import_jobs
+           SET full_pass_status = 'failed', full_pass_error = $2, full_pass_finished_at = now(), updated_at = now()
+         WHERE job_id = ANY($1::text[]) AND full_pass_status IN ('pending', 'processing')
+        """,
+        job_ids, f"superseded by the newer import {by_job}",
+    )
+    await chunks.delete_job_rows(conn, job_ids)
+    await facts.delete_job_rows(conn, job_ids)
+
+
+async def _recount(conn: asyncpg.Connection, job_id: str, *, progressed: bool) -> Job | None:
+    """Store extraction progress counted from the rows. The caller holds the job row lock,
+    so this statement's snapshot includes every committed extraction."""
+    row = await conn.fetchrow(
+        """
+        UPDATE import_jobs
+           SET extraction_done = (SELECT count(*) FROM fact_extractions WHERE job_id = $1 AND status = 'done'),
+               facts_dropped = (SELECT coalesce(sum(dropped), 0) FROM fact_extractions
+                                 WHERE job_id = $1 AND status = 'done'),
+               facts_total = (SELECT count(*) FROM facts WHERE job_id = $1),
+               full_pass_moved_at = CASE WHEN $2 THEN now() ELSE full_pass_moved_at END,
+               updated_at = CASE WHEN $2 THEN now() ELSE updated_at END
+         WHERE job_id = $1
+        RETURNING *
+        """,
+        job_id, progressed,
+    )
+    return Job.from_row(row) if row else None
+
+
+def _after_extraction(job: Job | None) -> list:
+    """Every extraction chunk has its facts: consolidation may start (its transition picks one caller)."""
+    if job is None or not job.extraction_finished:
+        return []
+    return [FactsExtracted(job_id=job.job_id, user_id=job.user_id, facts=job.facts_total)]
+
+
+class Jobs:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # -- reads ---------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        row = await self.pool.fetchrow("SELECT * FROM import_jobs WHERE job_id = $1", job_id)
+        return Job.from_row(row) if row else None
+
+    async def current_job_id(self, user_id: str) -> str | None:
+        """The person's last complete import."""
+        return await self.pool.fetchval("SELECT current_job_id FROM people WHERE user_id = $1", user_id)
+
+    async def stalled(self, stall_s: float) -> list[tuple[Job, float | None]]:
+        """Open work whose row has not moved for ``stall_s`` seconds, with the full pass's age."""
+        rows = await self.pool.fetch(
+            """
+            SELECT *, extract(epoch from now() - full_pass_started_at) AS full_pass_age_s
+              FROM import_jobs
+             WHERE (status IN ('queued', 'parsing', 'chunking') AND updated_at < now() - make_interval(secs => $1))
+                OR (status = 'complete' AND quick_status IN ('pending', 'running')
+                    AND updated_at < now() - make_interval(secs => $1))
+                OR (full_pass_status = 'processing' AND full_pass_moved_at < now() - make_interval(secs => $1))
+             ORDER BY created_at
+             LIMIT 100
+            """,
+            stall_s,
+        )
+        return [(Job.from_row(r), r["full_pass_age_s"]) for r in rows]
+
+    # -- the import: queued → parsing → chunking → complete | failed ---------------
+    async def create(self, job_id: str, user_id: str, source_uri: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO import_jobs (job_id, user_id, source_uri) VALUES ($1, $2, $3) ON CONFLICT (job_id) DO NOTHING",
+            job_id, user_id, source_uri,
+        )
+
+    async def claim_ingest(self, job_id: str, worker: str, stale_after_s: float) -> bool:
+        """queued → parsing (a stale claim, its worker dead mid-parse, can be taken over).
+
+        A job older than another live import of the same person is superseded
+        instead; a job that is claimed supersedes the person's older unfinished ones.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            user_id = await _lock_person(conn, job_id)
+            if user_id is None:
+                return False
+            newer = await _others(conn, job_id, _NEWER, ["queued", "parsing", "chunking", "complete"])
+            if newer:
+                await _fail(conn, job_id, user_id, SUPERSEDED, f"superseded by the newer import {newer[-1]}")
+                return False
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET status = 'parsing', stage = 'parsing', progress = 0,
+                       claimed_by = $2, claimed_at = now(), attempts = attempts + 1,
+                       started_at = coalesce(started_at, now()), updated_at = now(),
+                       stage_times = stage_times || jsonb_build_object('parsing',
+                           jsonb_build_object('started', extract(epoch from now())))
+                 WHERE job_id = $1
+                   AND (status = 'queued'
+                        OR (status = 'parsing' AND claimed_at < now() - make_interval(secs => $3)))
+                RETURNING job_id
+                """,
+                job_id, worker, stale_after_s,
+            )
+            if row is None:
+                return False
+            for older in await _others(conn, job_id, _OLDER, ["queued", "parsing", "chunking"]):
+                await _fail(conn, older, user_id, SUPERSEDED, f"superseded by the newer import {job_id}")
+            return True
+
+    async def report_parsing(self, job_id: str, *, bytes_read: int, bytes_total: int | None,
+                             conversations: int, messages: int, excluded: int) -> None:
+        progress = min(99.0, 100.0 * bytes_read / bytes_total) if bytes_total else 0.0
+        await self.pool.execute(
+            """
+            UPDATE import_jobs
+               SET bytes_read = $2, bytes_total = coalesce($3, bytes_total), conversations = $4,
+                   messages = $5, excluded = $6, progress = $7, claimed_at = now(), updated_at = now()
+             WHERE job_id = $1 AND status = 'parsing'
+            """,
+            job_id, bytes_read, bytes_total, conversations, messages, excluded, progress,
+        )
+
+    async def finish_ingest(self, job_id: str, summary: ExportSummary, profile: ProfileHints,
+                            samples: list[dict]) -> Moved:
+        """parsing → chunking, with the export's totals and the sample; emits the quick pass's
+        request and the end-of-export marker."""
+        hints = {"user_profile": profile.user_profile, "user_instructions": profile.user_instructions,
+                 "saved_memory": list(profile.saved_memory)}
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET status = 'chunking', stage = 'chunking', ingest_done = true,
+                   format = $2, bytes_read = $3, conversations = $4, messages = $5,
+                   excluded = $6, empty = $7, newest_message_at = $8, profile = $9, sample = $10,
+                   progress = CASE WHEN $4 > 0 THEN 100.0 * conversations_chunked / $4 ELSE 0 END,
+                   updated_at = now(), claimed_at = now(),
+                   stage_times = stage_times
+                       || jsonb_build_object('parsing', (stage_times->'parsing')
+                            || jsonb_build_object('finished', extract(epoch from now())))
+                       || jsonb_build_object('chunking', coalesce(stage_times->'chunking', '{}'::jsonb)
+                            || jsonb_build_object('started', coalesce(
+                                   (stage_times->'chunking'->>'started')::float8,
+                                   extract(epoch from now()))))
+             WHERE job_id = $1 AND status = 'parsing'
+            RETURNING *
+            """,
+            job_id, summary.format, summary.bytes_read, summary.conversations, summary.messages,
+            summary.excluded, summary.empty, ts(summary.newest_message_time), hints, samples,
+        )
+        if row is None:
+            return Moved(None)  # failed or taken over meanwhile: the newer owner reports
+        job = Job.from_row(row)
+        return Moved(job, [
+            QuickPassRequested(job_id=job_id, user_id=job.user_id, conversations=summary.conversations,
+                               samples=samples, profile=hints),
+            IngestCompleted(job_id=job_id, user_id=job.user_id, conversations=summary.conversations,
+                            messages=summary.messages, excluded=summary.excluded, empty=summary.empty,
+                            newest_message_time=summary.newest_message_time),
+        ])
+
+    async def fail(self, job_id: str, code: str, reason: str) -> bool:
+        """Any open state → failed; the job's own rows go, the person's current import stays as it is."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            user_id = await _lock_person(conn, job_id)
+            return user_id is not None and await _fail(conn, job_id, user_id, code, reason)
+
+    async def release_ingest(self, job_id: str) -> None:
+        """Let a stalled parse be claimed again (its worker or its messages are gone)."""
+        await self.pool.execute(
+            "UPDATE import_jobs SET status = 'queued', ingest_done = false, claimed_at = NULL"
+            " WHERE job_id = $1 AND status IN ('parsing', 'chunking')",
+            job_id,
+        )
+
+    async def redrive_import(self, job: Job, max_redrives: int) -> Moved:
+        """A stalled import: publish its request again, or fail it past ``max_redrives`` re-drives."""
+        if job.redrives >= max_redrives:
+            await self.fail(job.job_id, "stalled", f"import stalled in {job.status} after {job.redrives} re-drives")
+            return Moved(None)
+        await self.release_ingest(job.job_id)
+        await self.note_redrive(job.job_id, full_pass=False)
+        return Moved(job, [ImportRequested(job_id=job.job_id, user_id=job.user_id, source_uri=job.source_uri,
+                                           requested_at=job.created_at.timestamp())])
+
+    async def note_redrive(self, job_id: str, *, full_pass: bool) -> None:
+        column = "full_pass_redrives" if full_pass else "redrives"
+        await self.pool.execute(
+            f"UPDATE import_jobs SET {column} = {column} + 1, updated_at = now(),"
+            " full_pass_moved_at = CASE WHEN $2 THEN now() ELSE full_pass_moved_at END WHERE job_id = $1",
+            job_id, full_pass,
+        )
+
+    # -- chunking ----------------------------------------------------------------------
+    async def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[ChunkWrite]:
+        """Write a batch of conversations and their chunks in one transaction; returns the new ones.
+
+        FOR KEY SHARE on the jobs holds off their cleanup (FOR UPDATE) until the
+        batch is written, and nothing else: fact writes (FOR NO KEY UPDATE) and
+        progress updates go on meanwhile. Counters move once per newly chunked
+        conversation: batched, exact.
+        """
+        if not writes:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            live = {
+                r["job_id"]
+                for r in await conn.fetch(
+                    "SELECT job_id FROM import_jobs WHERE job_id = ANY($1::text[]) AND status <> 'failed'"
+                    " ORDER BY job_id FOR KEY SHARE",
+                    sorted({w.job_id for w in writes}),
+                )
+            }
+            new_writes = await chunks.insert_conversations(conn, [w for w in writes if w.job_id in live])
+            per_job: dict[str, list[int]] = {}
+            for w in new_writes:
+                acc = per_job.setdefault(w.job_id, [0, 0, 0, 0])
+                counts = tier_counts(w.chunks)
+                for i, n in enumerate((1, counts["micro"], counts["medium"], counts["macro"])):
+                    acc[i] += n
+            await conn.executemany(
+                """
+                UPDATE import_jobs
+                   SET conversations_chunked = conversations_chunked + $2,
+                       chunks_micro = chunks_micro + $3, chunks_medium = chunks_medium + $4,
+                       chunks_macro = chunks_macro + $5, updated_at = now(),
+                       progress = CASE WHEN status = 'chunking' AND conversations > 0
+                                       THEN least(99.0, 100.0 * (conversations_chunked + $2) / conversations)
+                                       ELSE progress END
+                 WHERE job_id = $1
+                """,
+                [(job, *acc) for job, acc in per_job.items()],
+            )
+            return new_writes
+
+    async def complete_chunking(self, job_id: str, *, recent_days: int, min_full_pass_conversations: int,
+                                extraction_max_attempts: int) -> Moved:
+        """chunking → complete once every conversation has its chunks (counted: one caller wins).
+
+        The winner becomes the person's current import (unless a newer one
+        already is: then it is superseded), retires the person's older imports,
+        and starts the full pass (or marks it skipped for a small export).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            user_id = await _lock_person(conn, job_id)
+            if user_id is None:
+                return Moved(None)
+            ready = await conn.fetchval(
+                "SELECT status = 'chunking' AND ingest_done AND conversations_chunked >= conversations"
+                " FROM import_jobs WHERE job_id = $1",
+                job_id,
+            )
+            if not ready:
+                return Moved(None)
+            newer = await _others(conn, job_id, _NEWER, ["complete"])
+            if newer:
+                await _fail(conn, job_id, user_id, SUPERSEDED, f"superseded by the newer import {newer[-1]}")
+                return Moved(None)
+            newest = await conn.fetchval(
+                """
+                UPDATE import_jobs
+                   SET status = 'complete', stage = 'complete', progress = 100,
+                       finished_at = now(), updated_at = now(),
+                       stage_times = stage_times || jsonb_build_object('chunking',
+                           coalesce(stage_times->'chunking', '{}'::jsonb)
+                           || jsonb_build_object('finished', extract(epoch from now())))
+                 WHERE job_id = $1
+                RETURNING newest_message_at
+                """,
+                job_id,
+            )
+            await chunks.mark_recent(conn, job_id, newest, recent_days)
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET full_pass_status = CASE WHEN conversations >= $2 THEN 'processing' ELSE 'skipped' END,
+                       full_pass_stage = CASE WHEN conversations >= $2 THEN 'facts' END,
+                       full_pass_started_at = now(), full_pass_moved_at = now(),
+                       full_pass_finished_at = CASE WHEN conversations >= $2 THEN NULL ELSE now() END,
+                       extraction_total = $3
+                 WHERE job_id = $1 AND full_pass_status = 'pending'
+                RETURNING *
+                """,
+                job_id, min_full_pass_conversations, await chunks.medium_count(conn, job_id),
+            )
+            await _retire(conn, await _others(conn, job_id, _OLDER, ["complete"]), job_id)
+            await conn.execute(
+                "INSERT INTO people (user_id, current_job_id) VALUES ($1, $2)"
+                " ON CONFLICT (user_id) DO UPDATE SET current_job_id = EXCLUDED.current_job_id, updated_at = now()",
+                user_id, job_id,
+            )
+            job = Job.from_row(row) if row else await self._get(conn, job_id)
+        if job.full_pass_status != FullPassStatus.PROCESSING:
+            return Moved(job)
+        if job.full_pass_deferred:  # the facts agent saw chunks before the size was known
+            return await self.redrive_extraction(job_id, extraction_max_attempts)
+        return await self.recount_extraction(job_id)
+
+    # -- quick pass: pending → running → ready | failed -------------------------------
+    async def claim_quick(self, job_id: str, stale_after_s: float) -> bool:
+        """pending → running; a stale running claim (its worker died) can be taken over."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET quick_status = 'running', quick_claimed_at = now(), updated_at = now(),
+                   stage_times = stage_times || jsonb_build_object('quick_pass',
+                       jsonb_build_object('started', extract(epoch from now())))
+             WHERE job_id = $1 AND status <> 'failed'
+               AND (quick_status = 'pending'
+                    OR (quick_status = 'running' AND quick_claimed_at < now() - make_interval(secs => $2)))
+            RETURNING job_id
+            """,
+            job_id, stale_after_s,
+        )
+        return row is not None
+
+    async def quick_ready(self, job_id: str) -> bool:
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET quick_status = 'ready', quick_ready_at = now(), updated_at = now(),
+                   stage_times = stage_times || jsonb_build_object('quick_pass',
+                       coalesce(stage_times->'quick_pass', '{}'::jsonb)
+                       || jsonb_build_object('finished', extract(epoch from now())))
+             WHERE job_id = $1 AND quick_status = 'running'
+            RETURNING job_id
+            """,
+            job_id,
+        )
+        return row is not None
+
+    async def quick_failed(self, job_id: str, reason: str) -> None:
+        await self.pool.execute(
+            "UPDATE import_jobs SET quick_status = 'failed', quick_error = $2, updated_at = now()"
+            " WHERE job_id = $1 AND quick_status IN ('pending', 'running')",
+            job_id, one_line(reason, 1000),
+        )
+
+    async def redrive_quick(self, job: Job) -> Moved:
+        await self.note_redrive(job.job_id, full_pass=False)
+        return Moved(job, [QuickPassRequested(job_id=job.job_id, user_id=job.user_id, samples=job.sample or [],
+                                              profile=job.profile or {}, conversations=job.conversations)])
+
+    # -- full pass: facts → consolidating → memory → sections → done --------------------
+    async def extraction_plan(self, job_ids: Sequence[str], min_conversations: int) -> dict[str, str]:
+        """Per job: 'extract' now, 'skip' (small, failed or finished), or 'defer' (too early to tell).
+
+        Extraction overlaps chunking for large exports; a job whose size is not
+        known yet is deferred and re-driven when chunking completes.
+        """
+        rows = await self.pool.fetch(
+            "SELECT job_id, status, ingest_done, conversations, full_pass_status, full_pass_stage"
+            " FROM import_jobs WHERE job_id = ANY($1::text[])",
+            list(job_ids),
+        )
+        plan = dict.fromkeys(job_ids, "skip")
+        for r in rows:
+            if r["status"] == JobStatus.FAILED or r["full_pass_status"] in ("skipped", "failed", "complete"):
+                continue
+            if r["full_pass_status"] == FullPassStatus.PROCESSING:
+                plan[r["job_id"]] = "extract" if r["full_pass_stage"] == FullPassStage.FACTS else "skip"
+            elif r["conversations"] >= min_conversations:
+                plan[r["job_id"]] = "extract"
+            elif not r["ingest_done"]:
+                plan[r["job_id"]] = "defer"
+        deferred = [job for job, what in plan.items() if what == "defer"]
+        if deferred:
+            await self.pool.execute(
+                "UPDATE import_jobs SET full_pass_deferred = true WHERE job_id = ANY($1::text[])", deferred
+            )
+        return plan
+
+    async def record_facts(self, job_id: str, chunk_ids: Sequence[str], found: Sequence[Fact],
+                           dropped: dict[str, int] | None = None) -> Moved:
+        """Replace the facts of these chunks and count progress from the rows.
+
+        The job row is locked first (FOR NO KEY UPDATE): concurrent batches of
+        one job then count in turn, each seeing the rows the other committed,
+        without waiting for a chunker batch of the job (FOR KEY SHARE). A job
+        that failed or was retired meanwhile gets nothing written.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            live = await conn.fetchval(
+                "SELECT status <> 'failed' AND full_pass_status IN ('pending', 'processing')"
+                " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+                job_id,
+            )
+            if not live:
+                return Moved(None)
+            await facts.write(conn, job_id, chunk_ids, found, dropped or {})
+            job = await _recount(conn, job_id, progressed=True)
+        return Moved(job, _after_extraction(job))
+
+    async def recount_extraction(self, job_id: str) -> Moved:
+        """Recount extraction progress from the rows (the reconciler's view of the truth), under
+        the job row lock: a count taken before waiting for a writer would store a stale number."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id)
+            job = await _recount(conn, job_id, progressed=False)
+        return Moved(job, _after_extraction(job))
+
+    async def redrive_extraction(self, job_id: str, max_attempts: int) -> Moved:
+        """Chunk events again for every medium chunk of the job still without facts; with none
+        left, either consolidation's trigger or (chunks gave up) the full pass fails."""
+        pending, exhausted = await chunks.Chunks(self.pool).unextracted(job_id, max_attempts)
+        recounted = await self.recount_extraction(job_id)
+        job = recounted.job
+        if job is None:
+            return recounted
+        if pending:
+            return Moved(job, [
+                ConversationChunked(job_id=job_id, user_id=job.user_id, conversation_id=conversation_id,
+                                    chunks=[ChunkRef(chunk_id=c, tier="medium", token_count=n) for c, n in refs])
+                for conversation_id, refs in pending.items()
+            ])
+        if exhausted:
+            await self.fail_full_pass(job_id, f"{exhausted} chunks failed fact extraction {max_attempts} times")
+            return Moved(None)
+        return recounted
+
+    async def advance_full_pass(self, job_id: str, from_stage: FullPassStage, to_stage: FullPassStage) -> bool:
+        """Move the full pass from one stage to the next (or back, for a re-drive); one caller wins.
+
+        Leaving 'facts' also requires every extraction chunk to have its facts,
+        counted from the rows, so no replayed event starts consolidation early
+        or twice; and if every fact the model answered was dropped (named no
+        chunk it was sent), the full pass fails with that reason instead.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Lock first so the count below sees every committed extraction.
+            await conn.execute("SELECT 1 FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id)
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET full_pass_stage = $3, full_pass_moved_at = now(), updated_at = now()
+                 WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = $2
+                   AND ($2 <> 'facts' OR (SELECT count(*) FROM fact_extractions e
+                                           WHERE e.job_id = $1 AND e.status = 'done') >= extraction_total)
+                RETURNING facts_total, facts_dropped
+                """,
+                job_id, from_stage, to_stage,
+            )
+            if row is None:
+                return False
+            if from_stage == FullPassStage.FACTS and row["facts_total"] == 0 and row["facts_dropped"] > 0:
+                await conn.execute(
+                    "UPDATE import_jobs SET full_pass_status = 'failed', full_pass_finished_at = now(),"
+                    " full_pass_error = $2 WHERE job_id = $1",
+                    job_id, f"every fact extracted was dropped: {row['facts_dropped']} facts named no chunk "
+                            "of their request, 0 kept",
+                )
+                return False
+            return True
+
+    async def store_consolidated(self, job_id: str, user_id: str, found: Sequence[ConsolidatedFact]) -> Moved:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await facts.store_consolidated(conn, job_id, user_id, found)
+            await conn.execute(
+                "UPDATE import_jobs SET consolidated_total = $2, full_pass_moved_at = now() WHERE job_id = $1",
+                job_id, len(found),
+            )
+        return Moved(None, [FactsConsolidated(job_id=job_id, user_id=user_id, consolidated=len(found))])
+
+    async def store_memory(self, job_id: str, user_id: str, memory_md: str, offline: bool) -> Moved:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await soulprints.store_memory(conn, job_id, user_id, memory_md, offline)
+            await conn.execute("UPDATE import_jobs SET full_pass_moved_at = now() WHERE job_id = $1", job_id)
+        return Moved(None, [MemoryWritten(job_id=job_id, user_id=user_id, offline=offline, memory_md=memory_md)])
+
+    async def complete_full_pass(self, job_id: str) -> bool:
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET full_pass_status = 'complete', full_pass_stage = 'done', full_pass_finished_at = now(),
+                   full_pass_moved_at = now(), updated_at = now()
+             WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = 'sections'
+            RETURNING job_id
+            """,
+            job_id,
+        )
+        return row is not None
+
+    async def fail_full_pass(self, job_id: str, reason: str) -> bool:
+        """The full pass fails alone: the import and the v1 sections stay as they are."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET full_pass_status = 'failed', full_pass_error = $2, full_pass_finished_at = now(),
+                   updated_at = now()
+             WHERE job_id = $1 AND full_pass_status IN ('pending', 'processing')
+            RETURNING job_id
+            """,
+            job_id, one_line(reason, 1000),
+        )
+        return row is not None
+
+    async def keepalive_full_pass(self, job_ids: Sequence[str]) -> None:
+        """Work for these jobs' full passes is alive (a batch being polled): that is progress."""
+        ids = sorted({j for j in job_ids if j})
+        if ids:
+            await self.pool.execute(
+                "UPDATE import_jobs SET full_pass_moved_at = now()"
+                " WHERE job_id = ANY($1::text[]) AND full_pass_status = 'processing'",
+                ids,
+            )
+
+    @staticmethod
+    async def _get(conn: asyncpg.Connection, job_id: str) -> Job:
+        return Job.from_row(await conn.fetchrow("SELECT * FROM import_jobs WHERE job_id = $1", job_id))
+

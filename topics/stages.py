@@ -1,0 +1,79 @@
+"""The table of stages: what state each stage works in, the state it moves on from,
+the event that starts it and the topic that event travels on (with its key).
+
+Agents send what the state machine (services/db/jobs.py) tells them to through
+``route``; the reconciler re-drives a stalled stage by rolling it back to
+``after`` and sending its ``trigger`` again. Nothing else maps stages to topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from soulprint.models import events
+from soulprint.models.jobs import FullPassStage, JobStatus, QuickStatus
+from soulprint.topics import (
+    CHUNKS,
+    CONSOLIDATED,
+    CONVERSATIONS,
+    FACTS,
+    IMPORTS,
+    MEMORY,
+    QUICK,
+    SECTIONS,
+    TopicSpec,
+    conversation_key,
+)
+
+
+def _by_user(e) -> str:
+    return e.user_id
+
+
+def _by_job(e) -> str:
+    return e.job_id
+
+
+def _by_conversation(e) -> str:
+    return conversation_key(e.user_id, e.conversation_id)
+
+
+@dataclass(frozen=True)
+class Stage:
+    state: str                    # the job's state while this stage works
+    after: str                    # the state it moves on from
+    trigger: type                 # the event that starts it
+    topic: TopicSpec              # where that event travels
+    key: Callable[[object], str]  # its key on that topic
+
+
+STAGES = (
+    Stage(JobStatus.PARSING, JobStatus.QUEUED, events.ImportRequested, IMPORTS, _by_user),
+    Stage(JobStatus.CHUNKING, JobStatus.PARSING, events.ConversationImported, CONVERSATIONS, _by_conversation),
+    Stage(QuickStatus.RUNNING, QuickStatus.PENDING, events.QuickPassRequested, QUICK, _by_user),
+    Stage(FullPassStage.FACTS, JobStatus.COMPLETE, events.ConversationChunked, CHUNKS, _by_conversation),
+    Stage(FullPassStage.CONSOLIDATING, FullPassStage.FACTS, events.FactsExtracted, FACTS, _by_job),
+    Stage(FullPassStage.MEMORY, FullPassStage.CONSOLIDATING, events.FactsConsolidated, CONSOLIDATED, _by_job),
+    Stage(FullPassStage.SECTIONS, FullPassStage.MEMORY, events.MemoryWritten, MEMORY, _by_job),
+)
+
+# Events that start no stage of their own: the end of an export (counted by
+# the chunker) and a published soulprint version (for the query service).
+_OUTPUTS = {
+    events.IngestCompleted: (CONVERSATIONS, _by_job),
+    events.SectionsPublished: (SECTIONS, _by_user),
+}
+
+_ROUTES = {s.trigger: (s.topic, s.key) for s in STAGES} | _OUTPUTS
+_BY_STATE = {s.state: s for s in STAGES}
+
+
+def stage(state: str) -> Stage:
+    return _BY_STATE[state]
+
+
+def route(event) -> tuple[TopicSpec, str]:
+    """The topic an event goes to, and its key there."""
+    topic, key = _ROUTES[type(event)]
+    return topic, key(event)
