@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from soulprint.domain.facts import normalise_subject
-from soulprint.domain.prompts import REDUCE
+from soulprint.domain.prompts.reduce import ReduceAnswer, reduce_request
 from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.facts import (
     FACT_CATEGORIES,
@@ -43,7 +43,8 @@ from soulprint.models.facts import (
     Fact,
     consolidated_key,
 )
-from soulprint.services.llm.base import LLMRequest
+from soulprint.models.llm import LLMRequest, as_answer
+from soulprint.models.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -331,31 +332,6 @@ def consolidated_tokens(facts: Sequence[ConsolidatedFact]) -> int:
 
 # --------------------------------------------------------------------------- reduction (LLM)
 
-REDUCE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "facts": {
-            "type": "array",
-            "description": "Merged groups. Items not listed in any merged_from are kept unchanged.",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "merged_from": {"type": "array", "items": {"type": "integer"},
-                                    "description": "Numbers of the input items this fact replaces."},
-                    "category": {"type": "string", "enum": list(FACT_CATEGORIES)},
-                    "subject": {"type": "string"},
-                    "text": {"type": "string"},
-                    "date": {"type": "string"},
-                    "project": {"type": "string"},
-                },
-                "required": ["merged_from", "category", "subject", "text"],
-            },
-        },
-    },
-    "required": ["facts"],
-}
-
-
 def _batch_order(round_no: int) -> Callable[[ConsolidatedFact], tuple[Any, ...]]:
     # Alternate the neighbourhoods between rounds: by subject first, then by
     # project and wording, so facts a first round kept apart meet later.
@@ -394,18 +370,11 @@ def reduce_requests(
     out: list[tuple[LLMRequest, list[ConsolidatedFact]]] = []
     for i, batch in enumerate(batches, 1):
         lines = "\n".join(fact_line(f, n) for n, f in enumerate(batch, 1))
-        user = REDUCE.user_template.format(n_facts=len(batch), batch=i, n_batches=len(batches), facts=lines)
         payload = {"facts": [{"index": n, "category": f.category, "subject": f.subject, "text": f.text,
                               "date": f.date, "project": f.project, "mentions": f.mentions,
                               "last_seen": f.last_seen} for n, f in enumerate(batch, 1)]}
-        out.append((LLMRequest.for_prompt(REDUCE, user, schema=REDUCE_SCHEMA, payload=payload, job_id=job_id,
-                                          stage="reduce_facts"), batch))
+        out.append((reduce_request(lines, len(batch), i, len(batches), payload, job_id), batch))
     return out
-
-
-def _one_line(v: Any, limit: int = 400) -> str:
-    s = " ".join(str(v).split()) if isinstance(v, (str, int, float)) else ""
-    return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"
 
 
 def _newest(members: Sequence[ConsolidatedFact]) -> ConsolidatedFact:
@@ -455,48 +424,34 @@ def _merge(members: Sequence[ConsolidatedFact], *, category: str, subject: str, 
     )
 
 
-def _index(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v.strip())
-    return None
-
-
-def apply_reduction(batch: Sequence[ConsolidatedFact], result_data: Mapping[str, Any] | None) -> list[ConsolidatedFact]:
+def apply_reduction(batch: Sequence[ConsolidatedFact],
+                    answer: ReduceAnswer | Mapping[str, Any] | None) -> list[ConsolidatedFact]:
     """The batch after the model's merges, in canonical order.
 
-    ``merged_from`` numbers are 1-based, as shown in the prompt. An item can
-    only be merged once (the first group naming it wins); an output naming no
-    valid item is ignored (it would be a fact without a source); every item
-    not merged is kept unchanged, so nothing is silently lost.
+    ``answer`` is the validated answer (a mapping is validated here; an
+    invalid one merges nothing). ``merged_from`` numbers are 1-based, as
+    shown in the prompt. An item can only be merged once (the first group
+    naming it wins); an output naming no valid item is ignored (it would be a
+    fact without a source); every item not merged is kept unchanged, so
+    nothing is silently lost.
     """
+    reduced = as_answer(ReduceAnswer, answer)
     claimed: set[int] = set()
     out: list[ConsolidatedFact] = []
-    items = result_data.get("facts") if isinstance(result_data, Mapping) else None
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, Mapping):
-            continue
+    for item in reduced.facts if reduced is not None else ():
         idxs: list[int] = []
-        for raw in item.get("merged_from") or ():
-            n = _index(raw)
-            if n is not None and 1 <= n <= len(batch) and (n - 1) not in claimed and (n - 1) not in idxs:
+        for n in item.merged_from:
+            if 1 <= n <= len(batch) and (n - 1) not in claimed and (n - 1) not in idxs:
                 idxs.append(n - 1)
-        text = _one_line(item.get("text"))
+        text = one_line(item.text, 400)
         if not idxs or not text:
             continue
         members = [batch[i] for i in idxs]
-        newest = _newest(members)
-        category = str(item.get("category") or "")
-        if category not in _CATEGORY_RANK:
-            category = newest.category
-        subject = normalise_subject(str(item.get("subject") or "")) or newest.subject
+        subject = normalise_subject(item.subject) or _newest(members).subject
         claimed.update(idxs)
-        out.append(_merge(members, category=category, subject=subject, text=text,
-                          date=_one_line(item.get("date"), 40) or None,
-                          project=_one_line(item.get("project"), 120) or None))
+        out.append(_merge(members, category=item.category, subject=subject, text=text,
+                          date=one_line(item.date or "", 40) or None,
+                          project=one_line(item.project or "", 120) or None))
     out.extend(f for i, f in enumerate(batch) if i not in claimed)
     return sort_facts(merge_same_keys(out))
 
@@ -558,14 +513,14 @@ class ReductionReport:
 LLMCall = Callable[[LLMRequest], Awaitable[Any]]
 
 
-def _data_of(result: Any) -> Mapping[str, Any] | None:
+def _answer_of(result: Any) -> ReduceAnswer | Mapping[str, Any] | None:
     """The structured answer of an LLMResult (or a plain dict from a test double)."""
     if isinstance(result, BaseException):
         return None
     if isinstance(result, Mapping):
         return result
-    if getattr(result, "ok", False) and isinstance(getattr(result, "data", None), Mapping):
-        return result.data
+    if getattr(result, "ok", False):
+        return getattr(result, "answer", None) or getattr(result, "data", None)
     return None
 
 
@@ -618,7 +573,7 @@ async def reduce_until_fits(
         covered = {id(f) for _, batch in pairs for f in batch}
         reduced: list[ConsolidatedFact] = [f for f in current if id(f) not in covered]
         for (_, batch), res in zip(pairs, results):
-            data = _data_of(res)
+            data = _answer_of(res)
             if data is None:
                 report.failed_requests += 1
                 if isinstance(res, BaseException):

@@ -2,13 +2,15 @@
 
 The facts agent loads chunk texts, calls :func:`build_fact_requests`, sends
 each request, and turns each answer into :class:`Fact` records with
-:func:`parse_fact_result`. Both are pure.
+:func:`parse_fact_answer` (which also counts the facts it could not
+attribute). Both are pure.
 
 Small chunks are packed several to a request because the system prompt is a
 fixed cost per call (cached, but still billed at a tenth) and the model reads
 related chunks of one conversation better together. Each chunk is labelled
 c1, c2, ... in the prompt and every fact names its chunk, so a fact is
-attributed to the chunk it came from, not to the request.
+attributed to the chunk it came from, not to the request; the request's tool
+schema allows only its own refs (domain/prompts/facts.py).
 """
 
 from __future__ import annotations
@@ -19,36 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from soulprint.domain.prompts import FACTS, render_fact_chunk
+from soulprint.domain.prompts.facts import FactsAnswer, facts_request, render_fact_chunk
 from soulprint.domain.tokens import estimate_tokens
-from soulprint.models.facts import FACT_CATEGORIES, Fact, fact_id
-from soulprint.services.llm.base import LLMRequest
-
-FACTS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "facts": {
-            "type": "array",
-            "description": "Every durable fact from every excerpt, in excerpt order. Empty when there is none.",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "chunk": {"type": "string", "description": "Ref of the excerpt the fact comes from, e.g. \"c2\"."},
-                    "category": {"type": "string", "enum": list(FACT_CATEGORIES)},
-                    "text": {"type": "string", "description": "The fact: one clear sentence, third person."},
-                    "subject": {"type": "string",
-                                "description": "Short lower-case key of the slot the fact fills, e.g. "
-                                               "\"home city\", \"harbor: database\"."},
-                    "project": {"type": "string", "description": "The project's name, when it belongs to one."},
-                    "date": {"type": "string", "description": "ISO date (2025-03-14, 2025-03 or 2025), when dated."},
-                    "context": {"type": "string", "description": "Optional short circumstance."},
-                },
-                "required": ["chunk", "category", "text", "subject"],
-            },
-        },
-    },
-    "required": ["facts"],
-}
+from soulprint.models.facts import Fact, fact_id
+from soulprint.models.llm import LLMRequest, as_answer
+from soulprint.models.text import one_line
 
 # A fact is one sentence; a longer "fact" is a paragraph the model copied.
 MAX_TEXT_CHARS = 300
@@ -106,8 +83,6 @@ def _order_key(chunk: ChunkForExtraction) -> tuple[Any, ...]:
 
 def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMRequest:
     refs = [f"c{i}" for i in range(1, len(group) + 1)]
-    blocks = "\n".join(_block(ref, c) for ref, c in zip(refs, group))
-    user = FACTS.user_template.format(n_chunks=len(group), refs=", ".join(refs), chunks=blocks)
     payload = {
         "user_id": user_id,
         "chunks": [
@@ -115,7 +90,7 @@ def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMR
             for ref, c in zip(refs, group)
         ],
     }
-    return LLMRequest.for_prompt(FACTS, user, schema=FACTS_SCHEMA, payload=payload, job_id=job_id, stage="facts")
+    return facts_request(job_id, [_block(ref, c) for ref, c in zip(refs, group)], payload)
 
 
 def build_fact_requests(
@@ -159,27 +134,9 @@ def build_fact_requests(
 
 # --------------------------------------------------------------------------- reading answers
 
-_REF_RE = re.compile(r"(\d+)")
-_CATEGORY_ALIASES = {
-    "preference": "preferences", "likes": "preferences", "project": "projects", "date": "dates",
-    "event": "dates", "events": "dates", "belief": "beliefs", "values": "beliefs", "value": "beliefs",
-    "decision": "decisions", "context": "decisions",
-}
 
-
-def _one_line(v: Any, limit: int) -> str:
-    s = " ".join(str(v).split()) if v is not None else ""
-    if len(s) <= limit:
-        return s
-    cut = s.rfind(" ", limit // 2, limit)
-    return s[: cut if cut > 0 else limit - 1].rstrip(" ,;:") + "…"
-
-
-def _opt(v: Any, limit: int = MAX_FIELD_CHARS) -> str | None:
-    if v is None or isinstance(v, (dict, list)):
-        return None
-    s = _one_line(v, limit)
-    return s or None
+def _opt(v: str | None, limit: int = MAX_FIELD_CHARS) -> str | None:
+    return (one_line(v, limit) or None) if v is not None else None
 
 
 def normalise_subject(subject: str) -> str:
@@ -193,59 +150,47 @@ def normalise_subject(subject: str) -> str:
     return s[:MAX_SUBJECT_CHARS].rstrip()
 
 
-def _category(v: Any) -> str | None:
-    c = " ".join(str(v or "").lower().split())
-    if c in FACT_CATEGORIES:
-        return c
-    return _CATEGORY_ALIASES.get(c)
+@dataclass(slots=True)
+class FactParse:
+    """One answer's facts, and how many named a chunk that was not in its request."""
+
+    facts: list[Fact]
+    dropped: int = 0
 
 
-def _resolve_ref(v: Any, refs: Mapping[str, ChunkForExtraction]) -> ChunkForExtraction | None:
-    """"c2", "C2", "2", "[c2]", "chunk c2" all name the second excerpt."""
-    s = str(v or "").strip().lower()
-    if s in refs:
-        return refs[s]
-    m = _REF_RE.search(s)
-    if m:
-        return refs.get(f"c{int(m.group(1))}")
-    return None
-
-
-def parse_fact_result(
+def parse_fact_answer(
     user_id: str,
     job_id: str,
-    result_data: Mapping[str, Any] | None,
+    data: FactsAnswer | Mapping[str, Any] | None,
     chunks: Sequence[ChunkForExtraction],
-) -> list[Fact]:
+) -> FactParse:
     """Facts of one answer, attributed to their chunks.
 
-    ``chunks`` is the list paired with the request (ref c1 is ``chunks[0]``).
-    Facts with an unknown ref or category, or without text, are dropped; with
-    a single chunk in the request there is nothing to confuse, so any ref
-    means that chunk. Within a chunk, repeated (category, text) pairs are
-    dropped and ordinals run 0, 1, 2... in answer order, so the same answer
-    always gives the same fact ids.
+    ``chunks`` is the list paired with the request (ref c1 is ``chunks[0]``);
+    ``data`` is the validated answer (a mapping is validated here; an invalid
+    one yields nothing). A fact naming a ref outside the request is dropped
+    and counted: the request's schema forbids it, so a count above 0 means an
+    answer that ignored the schema. Facts without text are skipped; within a
+    chunk, repeated (category, text) pairs are skipped and ordinals run 0, 1,
+    2... in answer order, so the same answer always gives the same fact ids.
     """
+    answer = as_answer(FactsAnswer, data)
     refs = {f"c{i}": c for i, c in enumerate(chunks, 1)}
-    only = chunks[0] if len(chunks) == 1 else None
-    items = (result_data or {}).get("facts") if isinstance(result_data, Mapping) else None
     per_chunk: dict[str, int] = {}
     seen: set[tuple[str, str, str]] = set()
-    out: list[Fact] = []
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, Mapping):
+    out = FactParse([])
+    for item in answer.facts if answer is not None else ():
+        chunk = refs.get(item.chunk)
+        if chunk is None:
+            out.dropped += 1
             continue
-        chunk = _resolve_ref(item.get("chunk"), refs) or only
-        category = _category(item.get("category"))
-        text = _one_line(item.get("text"), MAX_TEXT_CHARS)
-        if chunk is None or category is None or not text:
+        text = one_line(item.text, MAX_TEXT_CHARS)
+        if not text:
             continue
-        subject = normalise_subject(str(item.get("subject") or ""))
-        if not subject:
-            # No slot given: the fact still counts, keyed by its own words
-            # (it then only merges with restatements of itself).
-            subject = normalise_subject(" ".join(text.split()[:8]))
-        dedup = (chunk.chunk_id, category, text.lower())
+        # No slot given: the fact still counts, keyed by its own words
+        # (it then only merges with restatements of itself).
+        subject = normalise_subject(item.subject) or normalise_subject(" ".join(text.split()[:8]))
+        dedup = (chunk.chunk_id, item.category, text.lower())
         if dedup in seen:
             continue
         ordinal = per_chunk.get(chunk.chunk_id, 0)
@@ -253,21 +198,30 @@ def parse_fact_result(
             continue
         seen.add(dedup)
         per_chunk[chunk.chunk_id] = ordinal + 1
-        out.append(Fact(
+        out.facts.append(Fact(
             fact_id=fact_id(chunk.chunk_id, ordinal),
             user_id=user_id,
             job_id=job_id,
             chunk_id=chunk.chunk_id,
             conversation_id=chunk.conversation_id,
             message_ids=list(chunk.message_ids),
-            category=category,
+            category=item.category,
             text=text,
             subject=subject,
-            project=_opt(item.get("project")),
-            date=_opt(item.get("date"), 40),
-            context=_opt(item.get("context")),
+            project=_opt(item.project),
+            date=_opt(item.date, 40),
+            context=_opt(item.context),
             message_time=chunk.message_time,
             ordinal=ordinal,
         ))
     return out
 
+
+def parse_fact_result(
+    user_id: str,
+    job_id: str,
+    data: FactsAnswer | Mapping[str, Any] | None,
+    chunks: Sequence[ChunkForExtraction],
+) -> list[Fact]:
+    """The facts of :func:`parse_fact_answer` alone."""
+    return parse_fact_answer(user_id, job_id, data, chunks).facts

@@ -17,19 +17,19 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from soulprint.domain.consolidation import DEFAULT_BUDGET_TOKENS, render_facts, truncate_to_budget
-from soulprint.domain.prompts import MEMORY, SECTIONS_V2, render_profile
+from soulprint.domain.prompts import memory as memory_prompt
+from soulprint.domain.prompts import sections_v2 as sections_v2_prompt
+from soulprint.domain.prompts.memory import KEY_OF_CATEGORY, MEMORY, MEMORY_KEYS, MEMORY_SECTIONS, MemoryAnswer
+from soulprint.domain.prompts.sections_v2 import SECTIONS_V2, render_sections_v2
 from soulprint.domain.sampling import SampledConversation, render_sample
 from soulprint.domain.tokens import CHARS_PER_TOKEN, estimate_tokens
-from soulprint.models.facts import FACT_CATEGORIES, ConsolidatedFact
+from soulprint.models.facts import ConsolidatedFact
+from soulprint.models.llm import LLMRequest, as_answer
 from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA
-from soulprint.services.llm.base import LLMRequest
+from soulprint.models.text import one_line
 
-MEMORY_SECTIONS = ("Preferences", "Projects", "Important Dates", "Beliefs & Values", "Decisions & Context")
-# Tool-input keys for the headings: plain identifiers are safest as property names.
-MEMORY_KEYS = ("preferences", "projects", "important_dates", "beliefs_values", "decisions_context")
 _KEY_OF_HEADING = {h.lower(): k for h, k in zip(MEMORY_SECTIONS, MEMORY_KEYS)}
 _HEADING_OF_KEY = dict(zip(MEMORY_KEYS, MEMORY_SECTIONS))
-_KEY_OF_CATEGORY = dict(zip(FACT_CATEGORIES, MEMORY_KEYS))
 
 # MEMORY is read at the start of every conversation: it must stay short.
 MEMORY_MAX_TOKENS = 3500
@@ -40,22 +40,6 @@ _FALLBACK_BULLETS = 40
 EMPTY_SECTION = "_Nothing recorded yet._"
 
 SECTIONS_V2_BUDGET_TOKENS = 120_000
-
-MEMORY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "sections": {
-            "type": "object",
-            "properties": {
-                k: {"type": "array", "items": {"type": "string"}, "description": f"Bullets for '{h}'."}
-                for k, h in zip(MEMORY_KEYS, MEMORY_SECTIONS)
-            },
-            "required": list(MEMORY_KEYS),
-        },
-    },
-    "required": ["sections"],
-}
-
 
 # --------------------------------------------------------------------------- memory request
 
@@ -74,17 +58,14 @@ def memory_request(
     Facts beyond ``input_budget_tokens`` (rendered) are left out, least
     mentioned and oldest first; consolidation normally keeps them within it.
     """
-    facts = list(facts)
-    kept, _ = truncate_to_budget(facts, input_budget_tokens)
-    user = MEMORY.user_template.format(user_id=user_id or "unknown", n_facts=len(kept),
-                                       facts=render_facts(kept) or "(none)")
+    kept, _ = truncate_to_budget(list(facts), input_budget_tokens)
     payload = {
         "user_id": user_id,
         # The offline rules need the facts, not their sources.
         "facts": [{k: v for k, v in f.to_dict().items() if k != "sources"} for f in kept],
     }
-    return LLMRequest.for_prompt(MEMORY, user, schema=MEMORY_SCHEMA, payload=payload, job_id=job_id,
-                                 stage="memory", model_role=model_role, max_tokens=max_tokens)
+    return memory_prompt.memory_request(user_id, job_id, len(kept), render_facts(kept) or "(none)", payload,
+                                        max_tokens=max_tokens, model_role=model_role)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -93,35 +74,18 @@ def memory_request(
 _BULLET_PREFIX = re.compile(r"^\s*(?:[-*•·]+|\d+[.)])\s*")
 
 
-def _clean_bullet(v: Any) -> str:
-    if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-        return ""
-    s = " ".join(_BULLET_PREFIX.sub("", str(v)).split())
-    if len(s) > MAX_BULLET_CHARS:
-        cut = s.rfind(" ", MAX_BULLET_CHARS // 2, MAX_BULLET_CHARS)
-        s = s[: cut if cut > 0 else MAX_BULLET_CHARS - 1].rstrip(" ,;:") + "…"
-    return s
+def _clean_bullet(v: str) -> str:
+    return one_line(_BULLET_PREFIX.sub("", v), MAX_BULLET_CHARS)
 
 
-def _sections_of(data: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """Bullets per key from a model answer; tolerant of heading names as keys
-    and of a missing "sections" wrapper. A bullet is never repeated."""
-    raw: Any = data.get("sections", data) if isinstance(data, Mapping) else {}
-    raw = raw if isinstance(raw, Mapping) else {}
-    by_key: dict[str, Any] = {}
-    for k, v in raw.items():
-        name = str(k).strip().lower()
-        key = name if name in _HEADING_OF_KEY else _KEY_OF_HEADING.get(name)
-        if key is not None:
-            by_key[key] = v
+def _sections_of(answer: MemoryAnswer | None) -> dict[str, list[str]]:
+    """Bullets per key from a validated answer; a bullet is never repeated."""
+    raw: dict[str, list[str]] = answer.sections.model_dump() if answer is not None else {}
     seen: set[str] = set()
     out: dict[str, list[str]] = {}
     for key in MEMORY_KEYS:
-        items = by_key.get(key)
-        if isinstance(items, str):
-            items = items.splitlines()
         bullets: list[str] = []
-        for item in items if isinstance(items, list) else ():
+        for item in raw.get(key) or ():
             b = _clean_bullet(item)
             if b and b.lower() not in seen:
                 seen.add(b.lower())
@@ -164,10 +128,11 @@ def render_memory(sections: Mapping[str, Sequence[str]], *, offline: bool = Fals
     return _render(_fit(sections, max_tokens, offline), offline)
 
 
-def memory_from_result(data: Mapping[str, Any] | None, *, offline: bool = False,
+def memory_from_result(answer: MemoryAnswer | Mapping[str, Any] | None, *, offline: bool = False,
                        max_tokens: int = MEMORY_MAX_TOKENS) -> str:
-    """The MEMORY markdown from the model's (or offline rules') structured answer."""
-    return render_memory(_sections_of(data), offline=offline, max_tokens=max_tokens)
+    """The MEMORY markdown from the model's (or offline rules') validated answer
+    (a mapping is validated here; an invalid one gives the empty document)."""
+    return render_memory(_sections_of(as_answer(MemoryAnswer, answer)), offline=offline, max_tokens=max_tokens)
 
 
 def _month(t: float | None) -> str:
@@ -197,7 +162,7 @@ def memory_sections_from_facts(facts: Sequence[ConsolidatedFact]) -> dict[str, l
     order given (consolidation puts the most mentioned first)."""
     out: dict[str, list[str]] = {k: [] for k in MEMORY_KEYS}
     for f in facts:
-        key = _KEY_OF_CATEGORY.get(f.category)
+        key = KEY_OF_CATEGORY.get(f.category)
         if key is not None and len(out[key]) < _FALLBACK_BULLETS:
             out[key].append(_clean_bullet(fact_bullet(f)))
     return out
@@ -225,14 +190,7 @@ def _profile_dict(profile: Any) -> dict[str, Any]:
 
 def _sections_v2_user(user_id: str, profile: Mapping[str, Any], memory_md: str,
                       samples: Sequence[SampledConversation]) -> str:
-    return SECTIONS_V2.user_template.format(
-        user_id=user_id or "unknown",
-        profile=render_profile(profile),
-        memory=memory_md.strip() or "(empty)",
-        n_samples=len(samples),
-        conversations=render_sample(list(samples)) or "(none)",
-        tool=SECTIONS_V2.schema_name,
-    )
+    return render_sections_v2(user_id, profile, memory_md, len(samples), render_sample(list(samples)))
 
 
 def fit_samples(user_id: str, memory_md: str, samples: Sequence[SampledConversation], profile: Mapping[str, Any],
@@ -289,8 +247,8 @@ def sections_v2_request(
         "samples": [{"conversation_id": s.conversation_id, "title": s.title, "excerpt": s.excerpt,
                      "created_at": _sample_time(s)} for s in kept],
     }
-    return LLMRequest.for_prompt(SECTIONS_V2, user, schema=SECTIONS_SCHEMA, payload=payload, job_id=job_id,
-                                 stage="sections_v2", model_role=model_role, max_tokens=max_tokens)
+    return sections_v2_prompt.sections_v2_request(user, payload, job_id, model_role=model_role,
+                                                  max_tokens=max_tokens)
 
 
 def parse_memory_markdown(memory_md: str) -> dict[str, list[str]]:

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from soulprint.domain.prompts.quick_sections import quick_sections_request
 from soulprint.domain.tokens import estimate_tokens
-from soulprint.models.sections import SECTION_ORDER, Sections
-from soulprint.services.llm.base import LLMRequest
-from soulprint.services.llm.factory import quick_sections_request
+from soulprint.models.llm import LLMRequest
+from soulprint.models.sections import FILE_NAMES, SECTION_ORDER, Sections
 
 # Above this many sample tokens the quick pass splits the sample over two
 # parallel calls: each answer comes back sooner than one long one would.
 SPLIT_ABOVE_TOKENS = 30_000
-
-FILE_NAMES = {"soul": "SOUL", "identity": "IDENTITY", "user": "USER", "agents": "AGENTS", "tools": "TOOLS"}
 
 
 def quick_requests(user_id: str, job_id: str, samples: list[dict], profile: dict) -> list[LLMRequest]:

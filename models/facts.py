@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
-FACT_CATEGORIES = ("preferences", "projects", "dates", "beliefs", "decisions")
+# The one definition of the categories: prompts, answer models, consolidation
+# and MEMORY's headings all derive from it.
+FactCategory = Literal["preferences", "projects", "dates", "beliefs", "decisions"]
+FACT_CATEGORIES: tuple[str, ...] = get_args(FactCategory)
 
 # Fixed namespace for fact ids. Never change it: the facts writer replaces a
 # chunk's facts by id, so re-extracting a chunk must give the same ids.

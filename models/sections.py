@@ -6,9 +6,10 @@ USER      who the person is (name, work, places, interests, relationships, goals
 AGENTS    how to work with them (formats, task handling, what to remember, what to ask)
 TOOLS     their tools, stack, platforms and workflows
 
-``SECTIONS_SCHEMA`` is the JSON schema the LLM fills through a forced tool
-call; ``Sections.from_dict`` reads that shape back (tolerant of missing and
-extra keys, since the offline rules and older cached answers use it too).
+:data:`SectionsAnswer` is the pydantic model of what the LLM fills through a
+forced tool call (derived from the dataclasses below, so each field is
+written once); ``Sections.from_dict`` reads that shape back (tolerant of
+missing and extra keys: stored soulprints use it too).
 ``offline`` is *our* label, never asked of the model: rendering shows it so
 nobody mistakes rule-based output for a model's.
 """
@@ -18,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
+from pydantic import BaseModel, Field, create_model
+
+from soulprint.models.llm import tool_schema
+
 OFFLINE_NOTE = "> Generated offline (deterministic, no LLM)"
-SECTION_ORDER = ("soul", "identity", "user", "agents", "tools")
 
 
 def _str(v: Any) -> str:
@@ -81,19 +85,17 @@ class _Section:
         return not any(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
 
     @classmethod
-    def json_schema(cls) -> dict[str, Any]:
-        props: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            desc = cls.DESCRIPTIONS.get(f.name, "")
-            if _is_list(f):
-                props[f.name] = {"type": "array", "items": {"type": "string"}, "description": desc}
-            else:
-                props[f.name] = {"type": "string", "description": desc}
-        # Every field required (empty string / empty list when unknown): a
-        # model that must write each key considers each one; extra keys are
-        # tolerated (no additionalProperties: false) since from_dict drops them
-        # and a repair round-trip for a harmless extra key would waste money.
-        return {"type": "object", "properties": props, "required": list(props)}
+    def answer_model(cls) -> type[BaseModel]:
+        """The pydantic model of this section in a tool answer.
+
+        Every field required (empty string / empty list when unknown): a
+        model that must write each key considers each one; extra keys are
+        ignored (from_dict drops them) since a repair round-trip for a
+        harmless extra key would waste money.
+        """
+        return create_model(f"{cls.__name__}Answer", **{  # type: ignore[call-overload]
+            f.name: (list[str] if _is_list(f) else str, Field(description=cls.DESCRIPTIONS.get(f.name, "")))
+            for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def _is_list(f: Any) -> bool:
@@ -233,9 +235,13 @@ class Tools(_Section):
         return "\n".join(lines).rstrip() + "\n"
 
 
+# The five sections, in order: the one place their names are defined.
 _SECTION_TYPES: dict[str, type[_Section]] = {
     "soul": Soul, "identity": Identity, "user": User, "agents": Agents, "tools": Tools,
 }
+SECTION_ORDER: tuple[str, ...] = tuple(_SECTION_TYPES)
+# Their workspace file names (SOUL, IDENTITY, ...).
+FILE_NAMES: dict[str, str] = {name: t.HEADING for name, t in _SECTION_TYPES.items()}
 
 
 @dataclass
@@ -293,15 +299,8 @@ class Sections:
         return all(p.is_empty() for p in self.parts())
 
 
-def sections_json_schema() -> dict[str, Any]:
-    """The tool input_schema for the quick pass: one object with the five sections."""
-    return {
-        "type": "object",
-        "properties": {name: {**t.json_schema(), "description": f"The {t.HEADING} section."}
-                       for name, t in _SECTION_TYPES.items()},
-        "required": list(SECTION_ORDER),
-    }
-
-
-SECTIONS_SCHEMA: dict[str, Any] = sections_json_schema()
+# The quick pass's and sections_v2's answer: one object with the five sections.
+SectionsAnswer: type[BaseModel] = create_model("SectionsAnswer", **{  # type: ignore[call-overload]
+    name: (t.answer_model(), Field(description=f"The {t.HEADING} section.")) for name, t in _SECTION_TYPES.items()})
+SECTIONS_SCHEMA: dict[str, Any] = tool_schema(SectionsAnswer)
 SECTIONS_SCHEMA_NAME = "record_soulprint_sections"

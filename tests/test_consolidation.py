@@ -7,7 +7,6 @@ import copy
 import random
 
 from soulprint.domain.consolidation import (
-    REDUCE_SCHEMA,
     apply_reduction,
     consolidate,
     consolidated_tokens,
@@ -15,10 +14,12 @@ from soulprint.domain.consolidation import (
     reduce_until_fits,
     render_facts,
 )
+from soulprint.domain.prompts.reduce import ReduceAnswer
 from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.facts import FACT_CATEGORIES, MAX_SOURCES, ConsolidatedFact, Fact, consolidated_key, fact_id
-from soulprint.services.llm.base import LLMResult, validate_json
+from soulprint.models.llm import LLMResult
 from soulprint.services.llm.offline_provider import OfflineClient
+from support.fixtures_llm import valid
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0
@@ -187,7 +188,7 @@ def test_reduce_requests_batches_within_budget():
     assert len(seen) == len(set(seen))
     for req, batch in pairs:
         assert len(batch) >= 2
-        assert req.task == "reduce_facts" and req.schema == REDUCE_SCHEMA and req.stage == "reduce_facts"
+        assert req.task == "reduce_facts" and req.answer is ReduceAnswer and req.stage == "reduce_facts"
         assert req.job_id == "j" and req.cache_system
         user = req.messages[0]["content"]
         assert estimate_tokens(user) <= 1000 + 100
@@ -217,6 +218,7 @@ def test_apply_reduction_merges_members_and_keeps_the_rest():
     assert len(out) == 3
     assert {f.key for f in apply_reduction(batch, {"facts": "junk"})} == {f.key for f in batch}
     assert {f.key for f in apply_reduction(batch, None)} == {f.key for f in batch}
+    assert apply_reduction(batch, ReduceAnswer.model_validate(data)) == out
 
 
 async def test_reduce_until_fits_runs_rounds_concurrently():
@@ -289,7 +291,7 @@ async def test_offline_reduce_validates_and_merges_by_subject_head():
     client = OfflineClient()
     res = await client.complete(req)
     assert res.ok and res.offline, res.error
-    assert validate_json(res.data, REDUCE_SCHEMA) == []
+    assert valid(ReduceAnswer, res.data) and isinstance(res.answer, ReduceAnswer)
     assert res.data == (await client.complete(copy.deepcopy(req))).data
     out = apply_reduction(batch, res.data)
     assert len(out) == 2

@@ -6,21 +6,22 @@ import copy
 import random
 import uuid
 
-from soulprint.domain import prompts
+import pytest
+
 from soulprint.domain.facts import (
-    FACTS_SCHEMA,
     MAX_TEXT_CHARS,
     ChunkForExtraction,
     build_fact_requests,
     normalise_subject,
+    parse_fact_answer,
     parse_fact_result,
 )
+from soulprint.domain.prompts.facts import FACTS, FactsAnswer, facts_answer_for
 from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.facts import FACT_CATEGORIES, FACT_NAMESPACE, Fact, fact_id
-from soulprint.services.llm.base import validate_json
 from soulprint.services.llm.offline_provider import OfflineClient
 from support.fake_anthropic import synthesise
-from support.fixtures_llm import fake_server, fast_config, fresh_limiter
+from support.fixtures_llm import fake_server, fast_config, fresh_limiter, valid
 
 __all__ = ["fake_server"]  # the fixture, imported so pytest registers it here
 
@@ -51,8 +52,8 @@ def test_small_chunks_are_packed_and_every_chunk_is_sent_once():
         blocks = sum(estimate_tokens(f"{c.title}{c.content}") for c in group)
         assert len(group) == 1 or blocks <= 600
         assert req.task == "facts" and req.model_role == "fast" and req.stage == "facts"
-        assert req.schema == FACTS_SCHEMA and req.schema_name == "record_facts"
-        assert req.cache_system and req.system == prompts.FACTS.system
+        assert issubclass(req.answer, FactsAnswer) and req.schema_name == "record_facts"
+        assert req.cache_system and req.system == FACTS.system and req.prompt_version == FACTS.version
         assert req.job_id == "j1" and req.payload["user_id"] == "u1"
         refs = [c["ref"] for c in req.payload["chunks"]]
         assert refs == [f"c{k}" for k in range(1, len(group) + 1)]
@@ -129,33 +130,59 @@ def test_fact_ids_are_deterministic_per_chunk_and_ordinal():
     assert Fact.from_dict(a[0].to_dict()) == a[0]
 
 
-def test_unknown_refs_bad_categories_and_junk_are_dropped():
+def test_unattributable_facts_are_dropped_and_counted_and_blanks_skipped():
     chunks = three_chunks()
     data = {"facts": [
         {"chunk": "c9", "category": "preferences", "text": "Unknown ref.", "subject": "x"},
-        {"chunk": "c1", "category": "gossip", "text": "Bad category.", "subject": "x"},
         {"chunk": "c1", "category": "preferences", "text": "   ", "subject": "x"},
-        "not an object",
-        {"chunk": "C3", "category": "Decision", "text": "  Chose   Rust\nfor Harbor. ", "subject": ""},
-        {"chunk": "2", "category": "preferences", "text": "Likes jazz.", "subject": "music"},
+        {"chunk": "c3", "category": "decisions", "text": "  Chose   Rust\nfor Harbor. ", "subject": ""},
+        {"chunk": "c2", "category": "preferences", "text": "Likes jazz.", "subject": "music"},
         {"chunk": "c2", "category": "preferences", "text": "likes jazz.", "subject": "music"},  # repeated
+        {"chunk": "C2", "category": "preferences", "text": "Likes blues.", "subject": "music"},
     ]}
-    facts = parse_fact_result("u1", "j1", data, chunks)
-    assert [(f.chunk_id, f.category, f.text) for f in facts] == [
+    parsed = parse_fact_answer("u1", "j1", data, chunks)
+    assert [(f.chunk_id, f.category, f.text) for f in parsed.facts] == [
         ("chunk-003", "decisions", "Chose Rust for Harbor."),
         ("chunk-002", "preferences", "Likes jazz."),
     ]
-    assert facts[0].subject == "chose rust for harbor"  # no subject: keyed by its own words
+    assert parsed.dropped == 2  # "c9" and "C2" name no chunk of the request
+    assert parsed.facts[0].subject == "chose rust for harbor"  # no subject: keyed by its own words
+    assert parse_fact_result("u1", "j1", data, chunks) == parsed.facts
+    assert parse_fact_answer("u1", "j1", FactsAnswer.model_validate(data), chunks) == parsed
+
+
+def test_an_answer_breaking_its_schema_yields_nothing():
+    """Answers reach the parser validated; an invalid mapping (a bad category, junk) gives no facts."""
+    chunks = three_chunks()
+    bad = {"facts": [{"chunk": "c1", "category": "gossip", "text": "Bad category.", "subject": "x"}, "junk"]}
+    assert parse_fact_answer("u1", "j1", bad, chunks).facts == []
     assert parse_fact_result("u1", "j1", None, chunks) == []
     assert parse_fact_result("u1", "j1", {"facts": "nope"}, chunks) == []
 
 
-def test_text_is_capped_and_single_chunk_takes_any_ref():
+def test_text_is_capped():
     only = [chunk(7)]
-    data = {"facts": [{"chunk": "whatever", "category": "projects", "text": "word " * 200, "subject": "s"}]}
+    data = {"facts": [{"chunk": "c1", "category": "projects", "text": "word " * 200, "subject": "s"}]}
     [fact] = parse_fact_result("u1", "j1", data, only)
     assert fact.chunk_id == "chunk-007"
     assert len(fact.text) <= MAX_TEXT_CHARS and fact.text.endswith("…")
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_a_requests_schema_allows_exactly_its_own_refs(n):
+    [(req, group)] = build_fact_requests("u1", "j1", [chunk(i, words=5) for i in range(n)],
+                                         max_chunks_per_request=8)
+    refs = [f"c{i}" for i in range(1, n + 1)]
+    assert len(group) == n and [c["ref"] for c in req.payload["chunks"]] == refs
+    item = req.schema["properties"]["facts"]["items"]
+    assert item["properties"]["chunk"]["enum"] == refs
+    assert item["properties"]["category"]["enum"] == list(FACT_CATEGORIES)
+    # The answer model checks it too: a ref outside the request is a schema error (then a repair).
+    outside = {"facts": [{"chunk": f"c{n + 1}", "category": "beliefs", "text": "t", "subject": "s"}]}
+    answer, errors = req.check(outside)
+    assert answer is None and errors and errors[0].startswith("$.facts[0].chunk: ")
+    inside = {"facts": [{"chunk": refs[-1], "category": "beliefs", "text": "t", "subject": "s"}]}
+    assert req.check(inside)[1] == [] and facts_answer_for(tuple(refs)) is req.answer
 
 
 def test_subject_normalisation():
@@ -165,8 +192,14 @@ def test_subject_normalisation():
 
 
 def test_categories_are_one_list():
-    assert prompts.FACT_CATEGORIES == FACT_CATEGORIES
-    assert FACTS_SCHEMA["properties"]["facts"]["items"]["properties"]["category"]["enum"] == list(FACT_CATEGORIES)
+    from soulprint.domain.memory_doc import MEMORY_KEYS, memory_sections_from_facts
+    from soulprint.domain.prompts.reduce import ReduceAnswer
+    from soulprint.models.llm import tool_schema
+
+    assert FACT_CATEGORIES == ("preferences", "projects", "dates", "beliefs", "decisions")
+    reduce_item = tool_schema(ReduceAnswer)["properties"]["facts"]["items"]
+    assert reduce_item["properties"]["category"]["enum"] == list(FACT_CATEGORIES)
+    assert list(memory_sections_from_facts([])) == list(MEMORY_KEYS) and len(MEMORY_KEYS) == len(FACT_CATEGORIES)
 
 
 # --------------------------------------------------------------------------- offline rules
@@ -190,7 +223,7 @@ async def extract_offline(chunks):
     for req, group in build_fact_requests("u1", "j1", chunks):
         res = await client.complete(req)
         assert res.ok and res.offline, res.error
-        assert validate_json(res.data, FACTS_SCHEMA) == []
+        assert valid(req.answer, res.data) and isinstance(res.answer, FactsAnswer)
         yield req, group, res
 
 
@@ -223,17 +256,20 @@ async def test_offline_facts_are_deterministic():
 # --------------------------------------------------------------------------- model answers
 
 
-def test_synthesised_answers_validate_and_parse():
-    """The fake server's synthesis (schema-valid, content random) never breaks parsing."""
+def test_synthesised_answers_validate_and_are_attributed():
+    """The fake server's synthesis (schema-valid, content random) names only the request's refs:
+    every fact it makes is attributed to a chunk that was sent, none is dropped."""
     for n in (1, 3):
         [(req, group)] = build_fact_requests("u1", "j1", [chunk(i, words=10) for i in range(n)])
-        for seed in range(5):
+        seen: set[str] = set()
+        for seed in range(8):
             data = synthesise(req.schema, f"seed-{seed}", ["alpha", "bravo", "charlie"])
-            assert validate_json(data, FACTS_SCHEMA) == []
-            facts = parse_fact_result("u1", "j1", data, group)
-            assert {f.chunk_id for f in facts} <= {c.chunk_id for c in group}
-            if n == 1:
-                assert facts  # one chunk: every fact is that chunk's
+            assert valid(req.answer, data)
+            parsed = parse_fact_answer("u1", "j1", data, group)
+            assert parsed.facts and parsed.dropped == 0
+            assert {f.chunk_id for f in parsed.facts} <= {c.chunk_id for c in group}
+            seen |= {f.chunk_id for f in parsed.facts}
+        assert seen == {c.chunk_id for c in group}  # spread over the chunks, not all on c1
 
 
 async def test_facts_through_the_real_sdk_and_fake_server(fake_server):
@@ -246,9 +282,33 @@ async def test_facts_through_the_real_sdk_and_fake_server(fake_server):
     finally:
         await client.aclose()
     assert res.ok, res.error
-    facts = parse_fact_result("u1", "j1", res.data, group)
-    assert facts and all(f.chunk_id == "k1" and f.category in FACT_CATEGORIES for f in facts)
+    parsed = parse_fact_answer("u1", "j1", res.answer, group)
+    assert parsed.facts and parsed.dropped == 0
+    assert all(f.chunk_id == "k1" and f.category in FACT_CATEGORIES for f in parsed.facts)
     sent = fake_server.requests_log[-1]["body"]
     assert sent["tool_choice"] == {"type": "tool", "name": "record_facts"}
     # The long shared system prompt is marked for prompt caching.
     assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_every_request_of_a_pass_through_the_fake_yields_attributed_facts(fake_server):
+    """A pass of several multi-chunk requests through the fake Messages API: each answer names
+    chunks of its own request only, and the pass has facts for its chunks (it used to have none)."""
+    from soulprint.services.llm.anthropic_provider import AnthropicClient
+
+    chunks = [chunk(i, words=30) for i in range(12)]
+    pairs = build_fact_requests("u1", "j1", chunks, token_budget=300, max_chunks_per_request=4)
+    assert len(pairs) > 1 and any(len(g) > 1 for _, g in pairs)
+    client = AnthropicClient(fast_config(fake_server.url, cache_enabled=False), limiter=fresh_limiter())
+    try:
+        results = await client.complete_many([req for req, _ in pairs])
+    finally:
+        await client.aclose()
+    attributed: set[str] = set()
+    for (req, group), res in zip(pairs, results):
+        assert res.ok, res.error
+        parsed = parse_fact_answer("u1", "j1", res.answer, group)
+        assert parsed.facts and parsed.dropped == 0
+        assert {f.chunk_id for f in parsed.facts} <= {c.chunk_id for c in group}
+        attributed |= {f.chunk_id for f in parsed.facts}
+    assert len(attributed) > len(pairs)  # more than one chunk per request gets facts

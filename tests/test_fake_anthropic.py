@@ -13,9 +13,14 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from soulprint.services.llm.base import validate_json
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from soulprint.models.llm import tool_schema
 from support.fake_anthropic import FakeAnthropicServer, synthesise
-from support.fixtures_llm import SMALL_SCHEMA, fake_server
+from support.fixtures_llm import SMALL_SCHEMA, SmallAnswer, fake_server, valid
 
 __all__ = ["fake_server"]
 
@@ -59,8 +64,8 @@ async def test_forced_tool_answer_has_the_real_shape_and_validates(fake_server):
     assert msg.stop_reason == "tool_use" and msg.model == "claude-haiku-4-5"
     block = msg.content[0]
     assert block.type == "tool_use" and block.id.startswith("toolu_") and block.name == "record_probe"
-    assert validate_json(block.input, SMALL_SCHEMA) == []
-    assert block.input["kind"] == "person"  # enums: the first value
+    assert valid(SmallAnswer, block.input)
+    assert block.input["kind"] in ("person", "place")  # enums: only the allowed values
     words = set("Tell me about Lisbon and Python".split())
     assert set(block.input["title"].split()) <= words  # strings are drawn from the request
 
@@ -180,7 +185,7 @@ async def test_malformed_and_schema_break(fake_server):
         broken = await create(c)
         cut = await create(c)
     assert text.content[0].type == "text" and text.stop_reason == "end_turn"
-    assert validate_json(broken.content[0].input, SMALL_SCHEMA) == ["$: missing required property 'title'"]
+    assert not valid(SmallAnswer, broken.content[0].input) and "title" not in broken.content[0].input
     assert cut.stop_reason == "max_tokens" and cut.content[0].input == {}
 
 
@@ -209,7 +214,7 @@ async def test_seeded_faults_are_reproducible():
                 for i in range(12):
                     try:
                         msg = await create(c, text=f"q{i}")
-                        seen.append("ok" if not validate_json(msg.content[0].input, SMALL_SCHEMA) else "bad")
+                        seen.append("ok" if valid(SmallAnswer, msg.content[0].input) else "bad")
                     except anthropic.APIStatusError as exc:
                         seen.append(str(exc.status_code))
                 return seen
@@ -283,14 +288,22 @@ async def test_message_batches_like_the_api():
         assert ended.processing_status == "ended" and ended.request_counts.canceled == 2
 
 
+class Keywords(BaseModel):
+    d: dt.date
+    n: float = Field(ge=1, le=2)
+    b: bool
+    arr: list[int] = Field(min_length=2, max_length=2)
+    opt: str | None = Field(min_length=30)
+    c: Literal[5] = 5
+    ref: Literal["c1", "c2", "c3"]
+
+
 def test_synthesise_covers_the_schema_keywords():
-    schema = {"type": "object", "required": ["d", "n", "b", "arr", "opt"], "properties": {
-        "d": {"type": "string", "format": "date"}, "n": {"type": "number", "minimum": 1, "maximum": 2},
-        "b": {"type": "boolean"}, "arr": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer"}},
-        "opt": {"type": ["null", "string"], "minLength": 30}, "c": {"const": 5}}}
-    value = synthesise(schema, "k", ["alpha", "beta"])
-    assert validate_json(value, schema) == []
-    assert len(value["arr"]) == 2 and value["c"] == 5
+    schema = tool_schema(Keywords)
+    values = [synthesise(schema, f"k{i}", ["alpha", "beta"]) for i in range(12)]
+    assert all(valid(Keywords, v) for v in values)
+    assert all(len(v["arr"]) == 2 and v["c"] == 5 for v in values)
+    assert {v["ref"] for v in values} == {"c1", "c2", "c3"}  # every allowed value, none other
 
 
 def test_cli_prints_its_url_first():

@@ -7,14 +7,16 @@ import uuid
 
 import pytest
 
-from soulprint.models.sections import SECTIONS_SCHEMA, Sections
-from soulprint.services.llm.accounting import MemoryUsageSink, PostgresUsageSink, usage_for_job
+from soulprint.domain.prompts.quick_sections import quick_sections_request
+from soulprint.models.llm import Usage
+from soulprint.models.sections import Sections, SectionsAnswer
+from soulprint.services.db.llm import PostgresCache, PostgresUsageSink, usage_for_job
+from soulprint.services.llm.accounting import MemoryUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
-from soulprint.services.llm.base import Usage, validate_json
-from soulprint.services.llm.cache import MemoryCache, PostgresCache
-from soulprint.services.llm.factory import build_llm_client, quick_sections_request
+from soulprint.services.llm.cache import MemoryCache
+from soulprint.services.llm.factory import build_llm_client
 from support.fake_anthropic import FakeAnthropicServer
-from support.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
+from support.fixtures_llm import SmallAnswer, fake_server, fast_config, fresh_limiter, small_request, valid
 
 __all__ = ["fake_server"]  # the fixture, imported so pytest registers it here
 
@@ -39,7 +41,7 @@ async def test_structured_answer_is_validated(fake_server):
     res = await client.complete(small_request())
     await client.aclose()
     assert res.ok, res.error
-    assert validate_json(res.data, SMALL_SCHEMA) == []
+    assert valid(SmallAnswer, res.data) and isinstance(res.answer, SmallAnswer)
     assert res.provider == "anthropic" and res.model == "claude-haiku-4-5" and not res.offline
     assert res.usage.requests == 1 and res.usage.input_tokens > 0 and res.usage.output_tokens > 0
     assert res.usage.cost_usd > 0
@@ -53,7 +55,7 @@ async def test_quick_sections_through_the_sdk(fake_server):
     res = await client.complete(quick_sections_request(PAYLOAD, job_id="j1"))
     await client.aclose()
     assert res.ok, res.error
-    assert validate_json(res.data, SECTIONS_SCHEMA) == []
+    assert valid(SectionsAnswer, res.data)
     sections = Sections.from_result(res)
     assert not sections.offline
     text = sections.soulprint_text()
@@ -81,7 +83,7 @@ async def test_schema_break_then_valid_repair(fake_server):
     res = await client.complete(small_request())
     await client.aclose()
     assert res.ok, res.error
-    assert validate_json(res.data, SMALL_SCHEMA) == []
+    assert valid(SmallAnswer, res.data)
     assert fake_server.stats()["requests"] == 2
     repair = fake_server.requests_log[-1]["body"]["messages"]
     # The bad tool call is shown back, answered by an error tool_result naming the problem.
@@ -276,7 +278,7 @@ async def test_prompt_cache_tokens_are_counted(fake_server):
 
 async def test_text_request(fake_server):
     client = client_for(fake_server)
-    res = await client.complete(small_request(schema=None, model_role="chat"))
+    res = await client.complete(small_request(answer=None, model_role="chat"))
     await client.aclose()
     assert res.ok and res.data is None and res.text
     assert res.model == "claude-sonnet-4-5"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from soulprint.models.sections import SECTIONS_SCHEMA
+from soulprint.domain.prompts.quick_sections import quick_sections_request
+from soulprint.models.sections import SectionsAnswer
 from soulprint.services.llm.accounting import MemoryUsageSink
-from soulprint.services.llm.base import validate_json
 from soulprint.services.llm.bedrock_provider import BedrockClient, make_boto_client
 from soulprint.services.llm.cache import MemoryCache
-from soulprint.services.llm.factory import build_llm_client, quick_sections_request
-from support.fixtures_llm import SMALL_SCHEMA, fake_server, fast_config, fresh_limiter, small_request
+from soulprint.services.llm.factory import build_llm_client
+from support.fixtures_llm import SmallAnswer, fake_server, fast_config, fresh_limiter, small_request, valid
 
 __all__ = ["fake_server"]
 
@@ -30,7 +30,7 @@ async def test_structured_answer_via_invoke_model(fake_server):
     res = await client.complete(small_request())
     assert res.ok, res.error
     assert res.provider == "bedrock" and res.model == MODEL
-    assert validate_json(res.data, SMALL_SCHEMA) == []
+    assert valid(SmallAnswer, res.data)
     assert res.usage.requests == 1 and res.usage.cost_usd > 0  # priced as Haiku 4.5
     log = fake_server.requests_log[-1]
     assert log["route"] == "bedrock" and log["model"] == MODEL
@@ -41,7 +41,7 @@ async def test_quick_sections_on_bedrock(fake_server):
     client = bedrock_for(fake_server)
     res = await client.complete(quick_sections_request({"user_id": "u", "samples": [], "profile": {}}))
     assert res.ok, res.error
-    assert validate_json(res.data, SECTIONS_SCHEMA) == []
+    assert valid(SectionsAnswer, res.data)
 
 
 async def test_throttling_exception_is_retried(fake_server):

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import copy
 
-from soulprint.domain.prompts import PROMPTS, render_quick_sections
-from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA, Sections, Soul, User
+from pydantic import BaseModel
+
+from soulprint.domain.prompts import PROMPTS
+from soulprint.domain.prompts.quick_sections import QUICK_SECTIONS, quick_sections_request, render_quick_sections
+from soulprint.models.llm import LLMRequest
+from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA, Sections, SectionsAnswer, Soul, User
 from soulprint.services.llm.accounting import MemoryUsageSink
-from soulprint.services.llm.base import LLMConfig, LLMRequest, validate_json
-from soulprint.services.llm.factory import build_llm_client, choose_provider, quick_sections_request
+from soulprint.services.llm.config import LLMConfig
+from soulprint.services.llm.factory import build_llm_client, choose_provider
 from soulprint.services.llm.offline_provider import OFFLINE_TASKS, OfflineClient, user_text
+from support.fixtures_llm import valid
 
 PAYLOAD = {
     "user_id": "user-7",
@@ -41,7 +46,7 @@ async def test_offline_is_labelled_and_validates():
     res = await run()
     assert res.ok, res.error
     assert res.offline and res.provider == "offline" and res.usage.cost_usd == 0 and res.usage.requests == 0
-    assert validate_json(res.data, SECTIONS_SCHEMA) == []
+    assert valid(SectionsAnswer, res.data) and res.answer is not None
     sections = Sections.from_result(res)
     assert sections.offline
     text = sections.soulprint_text()
@@ -98,10 +103,13 @@ async def test_registry_accepts_new_tasks():
     tasks = dict(OFFLINE_TASKS)
     tasks["echo"] = lambda payload: {"value": payload["x"]}
     client = OfflineClient(tasks=tasks)
-    schema = {"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]}
-    ok = await client.complete(LLMRequest(task="echo", system="", messages=[], schema=schema, payload={"x": "hi"}))
-    bad = await client.complete(LLMRequest(task="echo", system="", messages=[], schema=schema, payload={"x": 3}))
-    assert ok.ok and ok.data == {"value": "hi"}
+
+    class Echo(BaseModel):
+        value: str
+
+    ok = await client.complete(LLMRequest(task="echo", system="", messages=[], answer=Echo, payload={"x": "hi"}))
+    bad = await client.complete(LLMRequest(task="echo", system="", messages=[], answer=Echo, payload={"x": 3}))
+    assert ok.ok and ok.data == {"value": "hi"} and ok.answer == Echo(value="hi")
     assert not bad.ok and bad.error_kind == "schema"
 
 
@@ -142,14 +150,12 @@ def test_sections_merge_unions_lists():
 
 def test_schema_requires_all_sections():
     assert SECTIONS_SCHEMA["required"] == ["soul", "identity", "user", "agents", "tools"]
-    assert validate_json({}, SECTIONS_SCHEMA)
+    assert not valid(SectionsAnswer, {})
 
 
 def test_prompt_rendering():
-    system, messages = render_quick_sections({**PAYLOAD, "part": [1, 2]})
-    assert "record_soulprint_sections" in system
-    user = messages[0]["content"]
+    user = render_quick_sections({**PAYLOAD, "part": [1, 2]})
+    assert "record_soulprint_sections" in QUICK_SECTIONS.system
     assert '<conversation index="1" title="Portfolio site" date="2024-01-01">' in user
     assert "part 1 of 2" in user and "User's name is Maya." in user
-    assert all(p.implemented for p in PROMPTS.values())
     assert set(PROMPTS) == {"quick_sections", "facts", "reduce_facts", "memory", "sections_v2"}

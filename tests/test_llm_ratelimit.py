@@ -1,16 +1,20 @@
-"""Adaptive limiter, header parsing, retry budget, validator, usage and cache keys."""
+"""Adaptive limiter, header parsing, retry budget, answer validation, usage and cache keys."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel, Field
 
+from soulprint.models.llm import LLMRequest, Usage
 from soulprint.services.llm.anthropic_provider import AnthropicClient
-from soulprint.services.llm.base import LLMConfig, ModelPrice, Usage, validate_json
 from soulprint.services.llm.cache import cache_key
+from soulprint.services.llm.config import LLMConfig, ModelPrice
 from soulprint.services.llm.ratelimit import (
     AdaptiveLimiter,
     exhausted_pause,
@@ -220,24 +224,35 @@ async def test_backoff_is_bounded_and_deterministic(fake_server):
 # --------------------------------------------------------------------------- validator, usage, cache keys
 
 
-def test_validator():
-    schema = {"type": "object", "required": ["a", "b"], "additionalProperties": False, "properties": {
-        "a": {"type": "string", "enum": ["x", "y"]},
-        "b": {"type": "array", "items": {"type": "integer"}, "maxItems": 2},
-        "c": {"type": ["string", "null"]},
-        "d": {"type": "object", "properties": {"e": {"type": "boolean"}}, "required": ["e"]},
-    }}
-    assert validate_json({"a": "x", "b": [1, 2], "c": None, "d": {"e": True}}, schema) == []
-    errors = validate_json({"a": "z", "b": [1, "2", 3], "d": {}, "zz": 1}, schema)
-    assert "$.a: 'z' is not one of ['x', 'y']" in errors
-    assert "$.b: more than 2 items" in errors
-    assert "$.b[1]: expected integer, got string" in errors
+class Inner(BaseModel):
+    e: bool
+
+
+class Probe(BaseModel):
+    a: Literal["x", "y"]
+    b: list[int] = Field(max_length=2)
+    c: str | None = None
+    d: Inner
+    n: list[int] = []
+
+
+def test_answer_model_validates_with_short_errors_and_paths():
+    """The errors go back to the model in the repair request: one short line each, with its JSON path."""
+    req = LLMRequest(task="probe", system="", messages=[], answer=Probe)
+    answer, errors = req.check({"a": "x", "b": [1, 2], "c": None, "d": {"e": True}, "extra": 1})
+    assert errors == [] and answer == Probe(a="x", b=[1, 2], d=Inner(e=True))
+    _, errors = req.check({"a": "z", "b": [1, 2, 3], "d": {}, "n": [1, "two"]})
+    assert "$.a: Input should be 'x' or 'y'" in errors
+    assert any(e.startswith("$.b: List should have at most 2 items") for e in errors)
     assert "$.d: missing required property 'e'" in errors
-    assert "$: unexpected property 'zz'" in errors
-    assert validate_json({"a": "x"}, schema) == ["$: missing required property 'b'"]
-    assert validate_json(True, {"type": "integer"}) == ["$: expected integer, got boolean"]
-    assert validate_json(2.0, {"type": "integer"}) == []
-    assert validate_json("s", {"anyOf": [{"type": "integer"}, {"type": "string"}]}) == []
+    assert any(e.startswith("$.n[1]: ") for e in errors)
+    assert req.check({"a": "x", "d": {"e": False}}) == (None, ["$: missing required property 'b'"])
+    assert req.check([1])[0] is None
+    # The tool schema is the model's: inlined, no titles, the enum as an enum.
+    assert req.schema["properties"]["d"] == {"properties": {"e": {"type": "boolean"}}, "required": ["e"],
+                                             "type": "object"}
+    assert req.schema["properties"]["a"] == {"enum": ["x", "y"], "type": "string"}
+    assert "title" not in req.schema and "$defs" not in req.schema
 
 
 def test_usage_adds_and_prices():
@@ -262,6 +277,7 @@ def test_cache_key_is_stable_and_specific():
     a = small_request()
     b = small_request()
     b.schema = dict(reversed(list(a.schema.items())))  # same schema, other key order
+    assert b.schema == a.schema and list(b.schema) != list(a.schema)
     assert cache_key("anthropic", "m", a) == cache_key("anthropic", "m", b)
     assert cache_key("anthropic", "m", a) != cache_key("bedrock", "m", a)
     assert cache_key("anthropic", "m", a) != cache_key("anthropic", "m2", a)
@@ -269,6 +285,14 @@ def test_cache_key_is_stable_and_specific():
     assert cache_key("anthropic", "m", a) != cache_key("anthropic", "m", c)
     d = small_request(job_id="other-job", stage="other")  # bookkeeping does not change the answer
     assert cache_key("anthropic", "m", a) == cache_key("anthropic", "m", d)
+
+
+def test_prompt_version_is_part_of_the_cache_key():
+    """Editing a prompt means bumping its version: the old answers are then never served."""
+    a = small_request()
+    bumped = replace(a, prompt_version=a.prompt_version + 1)
+    assert (bumped.system, bumped.messages, bumped.schema) == (a.system, a.messages, a.schema)
+    assert cache_key("anthropic", "m", a) != cache_key("anthropic", "m", bumped)
 
 
 async def test_waiters_woken_during_a_pause_do_not_deadlock():

@@ -9,7 +9,6 @@ from soulprint.domain.memory_doc import (
     EMPTY_SECTION,
     MEMORY_KEYS,
     MEMORY_MAX_TOKENS,
-    MEMORY_SCHEMA,
     MEMORY_SECTIONS,
     memory_from_facts,
     memory_from_result,
@@ -17,15 +16,16 @@ from soulprint.domain.memory_doc import (
     parse_memory_markdown,
     sections_v2_request,
 )
-from soulprint.domain.prompts import MEMORY, SECTIONS_V2
+from soulprint.domain.prompts.memory import MEMORY, MemoryAnswer
+from soulprint.domain.prompts.sections_v2 import SECTIONS_V2
 from soulprint.domain.sampling import SampledConversation
 from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.domain import ProfileHints
 from soulprint.models.facts import ConsolidatedFact, consolidated_key
-from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA, Sections
-from soulprint.services.llm.base import validate_json
+from soulprint.models.llm import tool_schema
+from soulprint.models.sections import OFFLINE_NOTE, Sections, SectionsAnswer
 from soulprint.services.llm.offline_provider import OfflineClient
-from support.fixtures_llm import fake_server, fast_config, fresh_limiter
+from support.fixtures_llm import fake_server, fast_config, fresh_limiter, valid
 
 __all__ = ["fake_server"]
 
@@ -63,7 +63,7 @@ def headings(md: str) -> list[str]:
 def test_memory_request_shape():
     req = memory_request("u1", "j1", FACTS)
     assert req.task == "memory" and req.stage == "memory" and req.model_role == "fast"
-    assert req.schema == MEMORY_SCHEMA and req.schema_name == MEMORY.schema_name and req.max_tokens == 4000
+    assert req.answer is MemoryAnswer and req.schema == tool_schema(MemoryAnswer) and req.schema_name == MEMORY.schema_name and req.max_tokens == 4000
     assert req.system == MEMORY.system and req.cache_system and req.job_id == "j1"
     user = req.messages[0]["content"]
     assert render_facts(FACTS) in user and "(6 facts" in user
@@ -95,9 +95,10 @@ def test_memory_from_result_has_the_five_headings_in_order():
     assert "- Believes small teams ship better." in md
     assert f"## Important Dates\n{EMPTY_SECTION}" in md
     assert OFFLINE_NOTE not in md
-    # Heading names as keys and a missing wrapper are read too.
-    assert memory_from_result({"Beliefs & Values": ["Values honesty."]}).count("- Values honesty.") == 1
+    # An answer the model does not validate gives the empty document, with its five headings.
+    assert headings(memory_from_result({"Beliefs & Values": ["Values honesty."]})) == list(MEMORY_SECTIONS)
     assert headings(memory_from_result(None)) == list(MEMORY_SECTIONS)
+    assert memory_from_result(MemoryAnswer.model_validate(data)) == md
 
 
 def test_memory_is_capped_deterministically():
@@ -133,7 +134,7 @@ async def test_offline_memory_task_validates_and_is_deterministic():
     a = await client.complete(req)
     b = await client.complete(copy.deepcopy(req))
     assert a.ok and a.offline, a.error
-    assert validate_json(a.data, MEMORY_SCHEMA) == []
+    assert valid(MemoryAnswer, a.data) and isinstance(a.answer, MemoryAnswer)
     assert a.data == b.data
     md = memory_from_result(a.data, offline=a.offline)
     assert headings(md) == list(MEMORY_SECTIONS) and OFFLINE_NOTE in md
@@ -155,7 +156,7 @@ def test_sections_v2_request_shape():
     prof = ProfileHints(user_profile="Data engineer.", user_instructions="Be brief.", saved_memory=["Has a cat."])
     req = sections_v2_request("u1", "j1", md, [sample(1), sample(2)], prof)
     assert req.task == "sections_v2" and req.stage == "sections_v2"
-    assert req.schema == SECTIONS_SCHEMA and req.schema_name == SECTIONS_V2.schema_name
+    assert req.answer is SectionsAnswer and req.schema_name == SECTIONS_V2.schema_name
     assert req.system == SECTIONS_V2.system and req.cache_system
     user = req.messages[0]["content"]
     assert md.strip() in user and "### Chat 1 (2023-11-15)" in user and "Be brief." in user
@@ -187,7 +188,7 @@ async def test_offline_sections_v2_uses_memory():
     client = OfflineClient()
     res = await client.complete(req)
     assert res.ok and res.offline, res.error
-    assert validate_json(res.data, SECTIONS_SCHEMA) == []
+    assert valid(SectionsAnswer, res.data)
     assert res.data == (await client.complete(copy.deepcopy(req))).data
     s = Sections.from_result(res)
     assert s.offline

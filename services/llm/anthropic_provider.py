@@ -14,26 +14,17 @@ requests as one Message Batch instead (batch.py).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anthropic
 
-from .base import (
-    LLMConfig,
-    LLMRequest,
-    LLMResult,
-    RemoteLLMClient,
-    ResponseCache,
-    SendResult,
-    Sleep,
-    TransportError,
-    UsageSink,
-    one_line,
-)
-from .ratelimit import exhausted_pause, throttle_hint
+from soulprint.models.llm import LLMRequest, LLMResult
 
-if TYPE_CHECKING:
-    from .batch_store import BatchStore
+from .anthropic_errors import transport_error
+from .base import LLMConfig, RemoteLLMClient, ResponseCache, SendResult, Sleep, UsageSink
+from .batch import complete_as_batch
+from .batch_store import BatchStore
+from .ratelimit import exhausted_pause
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +34,7 @@ class AnthropicClient(RemoteLLMClient):
 
     def __init__(self, config: LLMConfig, *, sink: UsageSink | None = None, cache: ResponseCache | None = None,
                  limiter: Any = None, sleep: Sleep | None = None,
-                 sdk_client: anthropic.AsyncAnthropic | None = None, batch_store: "BatchStore | None" = None) -> None:
+                 sdk_client: anthropic.AsyncAnthropic | None = None, batch_store: BatchStore | None = None) -> None:
         self._base_url = config.base_url
         self.batch_store = batch_store  # remembers submitted batches across workers (batch mode only)
         super().__init__(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep)
@@ -82,37 +73,7 @@ class AnthropicClient(RemoteLLMClient):
     async def complete_many(self, requests: list[LLMRequest]) -> list[LLMResult]:
         if not self.config.batch_api:
             return await super().complete_many(requests)
-        from .batch import complete_as_batch
-
         return await complete_as_batch(self, requests)
 
     async def aclose(self) -> None:
         await self.sdk.close()
-
-
-def transport_error(exc: anthropic.APIError, timeout_s: float) -> TransportError:
-    """An SDK exception as one failed attempt."""
-    if isinstance(exc, anthropic.APITimeoutError):  # before APIConnectionError: it is a subclass
-        return TransportError("timeout", f"timed out after {timeout_s:g}s", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return TransportError("api", one_line(f"connection error: {exc}"), retryable=True)
-    if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc)
-    # APIResponseValidationError: an answer the SDK could not read
-    return TransportError("api", one_line(f"unexpected response: {exc}"), retryable=True)
-
-
-def _status_error(exc: anthropic.APIStatusError) -> TransportError:
-    status = exc.status_code
-    headers = exc.response.headers if exc.response is not None else None
-    message = one_line(f"{status} {exc.type or ''}: {exc.api_message or exc.message}")
-    if status == 429:
-        return TransportError("rate_limited", message, retryable=True, retry_after=throttle_hint(headers), status=status)
-    if status in (529, 503):
-        return TransportError("overloaded", message, retryable=True, retry_after=throttle_hint(headers), status=status)
-    if status in (408, 504):
-        return TransportError("timeout", message, retryable=True, status=status)
-    if status >= 500:
-        return TransportError("api", message, retryable=True, status=status)
-    # 400 (bad request), 401/403 (credentials), 404 (model), 413 (too large): retrying cannot help.
-    return TransportError("api", message, retryable=False, status=status)

@@ -1,4 +1,7 @@
-"""The LLM layer's interface, result types and the engine shared by remote providers.
+"""The LLM layer's interface and the engine shared by remote providers.
+
+The request, result and usage types live in soulprint.models.llm (re-exported
+here).
 
 Callers build an :class:`LLMRequest` and ``await client.complete(req)``. The
 call never raises for API or validation failures: it returns an
@@ -9,7 +12,8 @@ degraded, ...) without wrapping every call in ``try``.
 :class:`RemoteLLMClient` holds everything the Anthropic API and Bedrock have in
 common: the response cache, the adaptive concurrency limit, the one retry loop
 (SDK/botocore retries are switched off so the two never multiply), forced tool
-calls for structured output with one repair round, and usage accounting. A
+calls for structured output validated by the request's answer model (pydantic)
+with one repair round built from the validation errors, and usage accounting. A
 provider only implements :meth:`RemoteLLMClient._send` (one HTTP attempt,
 errors normalised to :class:`TransportError`).
 """
@@ -20,113 +24,20 @@ import abc
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, field, fields
-from typing import Any, Awaitable, Callable, Mapping, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
 
+from soulprint.models.llm import ERROR_KINDS, LLMRequest, LLMResult, PromptSpec, Usage  # noqa: F401 - re-exported
+from soulprint.models.text import one_line
+
+from .cache import cache_key
 from .config import LLMConfig, ModelPrice, default_prices  # noqa: F401 - re-exported
 from .ratelimit import AdaptiveLimiter, shared_limiter
 
 log = logging.getLogger(__name__)
 
-ERROR_KINDS = ("schema", "rate_limited", "timeout", "overloaded", "api")
-
-
-# --------------------------------------------------------------------------- request / result
-
-
-@dataclass
-class LLMRequest:
-    task: str  # "quick_sections", "facts", "memory", "chat", ...
-    system: str
-    messages: list[dict[str, Any]]
-    model_role: str = "fast"  # "fast" | "chat"
-    schema: dict[str, Any] | None = None  # JSON schema of the tool input; None = plain text
-    schema_name: str = "result"
-    max_tokens: int = 4096
-    # The structured input the prompt was rendered from. The offline provider
-    # reads this, never the prompt text, so prompts can change freely.
-    payload: dict[str, Any] = field(default_factory=dict)
-    job_id: str | None = None
-    stage: str = ""
-    cache_system: bool = True
-
-    @classmethod
-    def for_prompt(cls, spec: Any, user: str, *, schema: dict[str, Any], payload: dict[str, Any],
-                   job_id: str | None, stage: str, model_role: str | None = None,
-                   max_tokens: int | None = None) -> "LLMRequest":
-        """One user turn under a prompt spec (domain.prompts.PromptSpec): its task, system
-        prompt (the cached prefix), tool name and defaults for model role and budget."""
-        return cls(
-            task=spec.task, system=spec.system, messages=[{"role": "user", "content": user}],
-            model_role=model_role or spec.model_role, schema=schema, schema_name=spec.schema_name,
-            max_tokens=max_tokens or spec.max_tokens, payload=payload, job_id=job_id, stage=stage,
-            cache_system=True,
-        )
-
-
-@dataclass
-class Usage:
-    """What one or more calls consumed. Summable: ``a + b``, ``sum(us, Usage())``.
-
-    ``requests`` counts answered (billed) API requests, including repair
-    requests; ``throttled`` counts 429/529 answers (not billed); ``cache_hits``
-    counts calls served from our response cache (requests=0, cost 0).
-    """
-
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cost_usd: float = 0.0
-    cache_hits: int = 0
-    throttled: int = 0
-
-    def __add__(self, other: "Usage") -> "Usage":
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
-
-    def __radd__(self, other: Any) -> "Usage":
-        if other == 0:  # sum() starts from 0
-            return self
-        return self.__add__(other)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Usage":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @classmethod
-    def from_api(cls, usage: Mapping[str, Any] | None, price: ModelPrice | None) -> "Usage":
-        """One billed response's usage block (Messages API / Bedrock shape)."""
-        u = usage or {}
-        inp = int(u.get("input_tokens") or 0)
-        out = int(u.get("output_tokens") or 0)
-        cw = int(u.get("cache_creation_input_tokens") or 0)
-        cr = int(u.get("cache_read_input_tokens") or 0)
-        cost = 0.0
-        if price is not None:
-            cost = (inp * price.input + out * price.output + cw * price.cache_write + cr * price.cache_read) / 1e6
-        return cls(1, inp, out, cw, cr, cost)
-
-
-@dataclass
-class LLMResult:
-    ok: bool
-    data: dict[str, Any] | None = None  # the validated tool input for structured requests
-    text: str = ""
-    error: str | None = None  # one line
-    error_kind: str | None = None  # one of ERROR_KINDS
-    usage: Usage = field(default_factory=Usage)
-    cached: bool = False
-    provider: str = ""
-    model: str = ""
-    offline: bool = False
-    attempts: int = 0  # HTTP attempts made (throttled and timed-out ones included)
+# One error line: long enough for an API message or the first validation errors.
+ERROR_CHARS = 300
 
 
 class LLMClient(abc.ABC):
@@ -165,110 +76,6 @@ class ResponseCache(Protocol):
     async def get(self, key: str) -> dict[str, Any] | None: ...
 
     async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None: ...
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------- schema validation
-
-_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    # bool is an int in Python; JSON schema keeps them apart.
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
-    or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
-}
-
-
-def validate_json(value: Any, schema: Mapping[str, Any], path: str = "$", limit: int = 10) -> list[str]:
-    """Check ``value`` against the subset of JSON schema our prompts use.
-
-    Supports type (or a list of types), enum, const, required, properties,
-    additionalProperties (bool or schema), items, min/maxItems, min/maxLength,
-    minimum/maximum, anyOf. Returns human-readable errors with JSON paths (empty
-    list = valid), at most ``limit`` of them. Written here rather than pulling
-    in ``jsonschema``: the error text goes back to the model in the repair
-    request, so it should be short and concrete.
-    """
-    errors: list[str] = []
-    _validate(value, schema, path, errors, limit)
-    return errors
-
-
-def _validate(v: Any, s: Mapping[str, Any], path: str, errors: list[str], limit: int) -> None:
-    if len(errors) >= limit or not isinstance(s, Mapping):
-        return
-    if "anyOf" in s:
-        if not any(not validate_json(v, sub, path, 1) for sub in s["anyOf"]):
-            errors.append(f"{path}: matches none of the allowed shapes")
-        return
-    t = s.get("type")
-    if t is not None:
-        types = t if isinstance(t, list) else [t]
-        if not any(_TYPE_CHECKS.get(x, lambda _v: True)(v) for x in types):
-            errors.append(f"{path}: expected {' or '.join(types)}, got {_json_type(v)}")
-            return
-    if "enum" in s and v not in s["enum"]:
-        errors.append(f"{path}: {v!r} is not one of {list(s['enum'])}")
-    if "const" in s and v != s["const"]:
-        errors.append(f"{path}: must be {s['const']!r}")
-    if isinstance(v, str):
-        if "minLength" in s and len(v) < s["minLength"]:
-            errors.append(f"{path}: shorter than {s['minLength']} characters")
-        if "maxLength" in s and len(v) > s["maxLength"]:
-            errors.append(f"{path}: longer than {s['maxLength']} characters")
-    elif isinstance(v, (int, float)) and not isinstance(v, bool):
-        if "minimum" in s and v < s["minimum"]:
-            errors.append(f"{path}: below minimum {s['minimum']}")
-        if "maximum" in s and v > s["maximum"]:
-            errors.append(f"{path}: above maximum {s['maximum']}")
-    elif isinstance(v, list):
-        if "minItems" in s and len(v) < s["minItems"]:
-            errors.append(f"{path}: fewer than {s['minItems']} items")
-        if "maxItems" in s and len(v) > s["maxItems"]:
-            errors.append(f"{path}: more than {s['maxItems']} items")
-        items = s.get("items")
-        if isinstance(items, Mapping):
-            for i, item in enumerate(v):
-                _validate(item, items, f"{path}[{i}]", errors, limit)
-    elif isinstance(v, dict):
-        props: Mapping[str, Any] = s.get("properties") or {}
-        for name in s.get("required") or ():
-            if name not in v:
-                errors.append(f"{path}: missing required property '{name}'")
-        extra = s.get("additionalProperties", True)
-        for k, item in v.items():
-            if k in props:
-                _validate(item, props[k], f"{path}.{k}", errors, limit)
-            elif extra is False:
-                errors.append(f"{path}: unexpected property '{k}'")
-            elif isinstance(extra, Mapping):
-                _validate(item, extra, f"{path}.{k}", errors, limit)
-
-
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
 
 
 # --------------------------------------------------------------------------- shared remote engine
@@ -358,8 +165,6 @@ class RemoteLLMClient(LLMClient):
         return body
 
     def cache_key(self, model: str, req: LLMRequest) -> str:
-        from .cache import cache_key
-
         return cache_key(self.provider, model, req)
 
     # -- the call
@@ -370,14 +175,14 @@ class RemoteLLMClient(LLMClient):
             result = await self._complete(model, req)
         except Exception as exc:  # contract: a bug in parsing must not take the pipeline down
             log.exception("llm %s/%s failed unexpectedly", self.provider, req.task)
-            result = LLMResult(ok=False, error=one_line(f"{type(exc).__name__}: {exc}"), error_kind="api",
-                               provider=self.provider, model=model)
+            result = LLMResult(ok=False, error=one_line(f"{type(exc).__name__}: {exc}", ERROR_CHARS),
+                               error_kind="api", provider=self.provider, model=model)
         await self._account(req, result)
         return result
 
     async def _complete(self, model: str, req: LLMRequest) -> LLMResult:
         key = self.cache_key(model, req)
-        hit = await self._cached(key, model)
+        hit = await self._cached(key, model, req)
         if hit is not None:
             return hit
 
@@ -393,14 +198,17 @@ class RemoteLLMClient(LLMClient):
         # Jitter is seeded from the request so a replayed test sees the same delays.
         return random.Random(int(key[:16], 16))
 
-    async def _cached(self, key: str, model: str) -> LLMResult | None:
+    async def _cached(self, key: str, model: str, req: LLMRequest) -> LLMResult | None:
         if self.cache is None:
             return None
         hit = await self._cache_get(key)
         if hit is None:
             return None
+        answer, errors = req.check(hit.get("data"))
+        if errors:  # an entry that no longer fits the answer model is a miss
+            return None
         return LLMResult(ok=True, data=hit.get("data"), text=hit.get("text") or "", usage=Usage(cache_hits=1),
-                         cached=True, provider=self.provider, model=model)
+                         cached=True, provider=self.provider, model=model, answer=answer)
 
     async def _settle(self, model: str, req: LLMRequest, key: str, body: dict[str, Any], resp: dict[str, Any],
                       usage: Usage, attempts: int, rng: random.Random) -> LLMResult:
@@ -415,7 +223,7 @@ class RemoteLLMClient(LLMClient):
             await self._cache_put(key, model, result)
             return result
 
-        data, problem = _extract_tool_input(resp, req.schema_name, req.schema)
+        data, answer, problem = _extract_tool_input(resp, req)
         if problem is not None:
             # One repair round: show the model its own answer and what was wrong.
             log.info("llm %s/%s: invalid structured answer, repairing: %s", self.provider, req.task, problem)
@@ -429,22 +237,23 @@ class RemoteLLMClient(LLMClient):
             if err2 is not None:
                 return self._fail(model, err2.kind, err2, usage, attempts)
             assert resp2 is not None
-            data, problem2 = _extract_tool_input(resp2, req.schema_name, req.schema)
+            data, answer, problem2 = _extract_tool_input(resp2, req)
             if problem2 is not None:
-                return LLMResult(ok=False, error=one_line(f"invalid structured answer after repair: {problem2}"),
+                return LLMResult(ok=False, error=one_line(f"invalid structured answer after repair: {problem2}",
+                                                          ERROR_CHARS),
                                  error_kind="schema", usage=usage, provider=self.provider, model=model,
                                  attempts=attempts)
             resp = resp2
         # result.model is the id we asked for (the API may answer with a dated
         # snapshot id): accounting rows and cache entries stay keyed alike.
         result = LLMResult(ok=True, data=data, text=_text_of(resp), usage=usage, provider=self.provider,
-                           model=model, attempts=attempts)
+                           model=model, attempts=attempts, answer=answer)
         await self._cache_put(key, model, result)
         return result
 
     def _fail(self, model: str, kind: str, err: Exception, usage: Usage, attempts: int) -> LLMResult:
-        return LLMResult(ok=False, error=one_line(err), error_kind=kind, usage=usage, provider=self.provider,
-                         model=model, attempts=attempts)
+        return LLMResult(ok=False, error=one_line(err, ERROR_CHARS), error_kind=kind, usage=usage,
+                         provider=self.provider, model=model, attempts=attempts)
 
     async def _send_with_retries(
         self, model: str, body: dict[str, Any], rng: random.Random
@@ -531,22 +340,23 @@ def _text_of(resp: Mapping[str, Any]) -> str:
     return "".join(b.get("text") or "" for b in resp.get("content") or () if b.get("type") == "text")
 
 
-def _extract_tool_input(resp: Mapping[str, Any], name: str, schema: Mapping[str, Any]
-                        ) -> tuple[dict[str, Any] | None, str | None]:
+def _extract_tool_input(resp: Mapping[str, Any], req: LLMRequest) -> tuple[dict[str, Any] | None, Any, str | None]:
+    """(tool input, the answer model validated from it, None) or (None, None, what was wrong)."""
+    name = req.schema_name
     blocks = [b for b in resp.get("content") or () if b.get("type") == "tool_use"]
     truncated = " (the answer was cut off at max_tokens)" if resp.get("stop_reason") == "max_tokens" else ""
     if not blocks:
-        return None, f"expected a call to the tool '{name}' but got text only{truncated}"
+        return None, None, f"expected a call to the tool '{name}' but got text only{truncated}"
     block = next((b for b in blocks if b.get("name") == name), blocks[0])
     if block.get("name") != name:
-        return None, f"called tool '{block.get('name')}' instead of '{name}'"
+        return None, None, f"called tool '{block.get('name')}' instead of '{name}'"
     data = block.get("input")
     if not isinstance(data, dict):
-        return None, f"tool input is not a JSON object{truncated}"
-    errors = validate_json(data, schema)
+        return None, None, f"tool input is not a JSON object{truncated}"
+    answer, errors = req.check(data)
     if errors:
-        return None, "; ".join(errors) + truncated
-    return data, None
+        return None, None, "; ".join(errors) + truncated
+    return data, answer, None
 
 
 def _repair_turns(resp: Mapping[str, Any], name: str, problem: str) -> list[dict[str, Any]]:

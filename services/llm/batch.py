@@ -32,9 +32,13 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 import anthropic
 import orjson
 
-from .base import LLMRequest, LLMResult, TransportError, Usage, one_line
+from soulprint.models.llm import LLMRequest, LLMResult, Usage
+from soulprint.models.text import one_line
 
-if TYPE_CHECKING:
+from .anthropic_errors import transport_error
+from .base import ERROR_CHARS, TransportError
+
+if TYPE_CHECKING:  # annotations only: the client imports this module, not the other way round
     from .anthropic_provider import AnthropicClient
 
 log = logging.getLogger(__name__)
@@ -69,7 +73,7 @@ async def complete_as_batch(client: "AnthropicClient", requests: list[LLMRequest
         entry.indices.append(i)
 
     results: dict[str, LLMResult] = {}
-    hits = await asyncio.gather(*(client._cached(key, e.model) for key, e in entries.items()))
+    hits = await asyncio.gather(*(client._cached(key, e.model, e.req) for key, e in entries.items()))
     for (key, entry), hit in zip(entries.items(), hits):
         if hit is not None:
             results[key] = hit
@@ -186,7 +190,7 @@ async def _collect(client: "AnthropicClient", batch_id: str, entries: list[_Entr
         except (TransportError, anthropic.AnthropicError) as err:
             # The batch ended and its results stay downloadable: the store's
             # rows stay, so the next attempt reads them instead of paying again.
-            problem, kind = f"results of message batch {batch_id} unavailable: {one_line(err)}", "api"
+            problem, kind = f"results of message batch {batch_id} unavailable: {one_line(err, ERROR_CHARS)}", "api"
     elif gone:
         await _forget(client, batch_id, entries)  # canceled or unknown: the next attempt submits anew
 
@@ -283,7 +287,7 @@ def _unanswered(result: Any, batch_id: str) -> tuple[str, str]:
 
 
 def _failed(client: "AnthropicClient", e: _Entry, kind: str, error: str) -> LLMResult:
-    return LLMResult(ok=False, error=one_line(error), error_kind=kind, provider=client.provider, model=e.model,
+    return LLMResult(ok=False, error=one_line(error, ERROR_CHARS), error_kind=kind, provider=client.provider, model=e.model,
                      attempts=1)
 
 
@@ -304,8 +308,6 @@ async def _once(client: "AnthropicClient", call: Awaitable[T], timeout: float | 
     try:
         return await asyncio.wait_for(call, timeout)
     except anthropic.APIError as exc:
-        from .anthropic_provider import transport_error
-
         raise transport_error(exc, client.config.timeout_s) from exc
     except asyncio.TimeoutError:
         raise TransportError("timeout", f"no answer within {timeout:.0f}s", retryable=True) from None

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
-from .base import LLMConfig, RemoteLLMClient, ResponseCache, SendResult, Sleep, TransportError, UsageSink, one_line
+from soulprint.models.text import one_line
+
+from .base import ERROR_CHARS, LLMConfig, RemoteLLMClient, ResponseCache, SendResult, Sleep, TransportError, UsageSink
 from .ratelimit import throttle_hint
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -80,11 +82,11 @@ class BedrockClient(RemoteLLMClient):
         except (ReadTimeoutError, ConnectTimeoutError) as exc:
             raise TransportError("timeout", f"timed out after {self.config.timeout_s:g}s", retryable=True) from exc
         except EndpointConnectionError as exc:
-            raise TransportError("api", one_line(f"connection error: {exc}"), retryable=True) from exc
+            raise TransportError("api", one_line(f"connection error: {exc}", ERROR_CHARS), retryable=True) from exc
         except ClientError as exc:
             raise _client_error(exc) from exc
         except BotoCoreError as exc:
-            raise TransportError("api", one_line(f"{type(exc).__name__}: {exc}"), retryable=True) from exc
+            raise TransportError("api", one_line(f"{type(exc).__name__}: {exc}", ERROR_CHARS), retryable=True) from exc
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -100,7 +102,7 @@ def _client_error(exc: Any) -> TransportError:
     meta = exc.response.get("ResponseMetadata", {}) if hasattr(exc, "response") else {}
     status = meta.get("HTTPStatusCode")
     headers = meta.get("HTTPHeaders") or {}
-    message = one_line(f"{status} {code}: {err.get('Message') or exc}")
+    message = one_line(f"{status} {code}: {err.get('Message') or exc}", ERROR_CHARS)
     if code in _THROTTLE:
         return TransportError(_THROTTLE[code], message, retryable=True, retry_after=throttle_hint(headers),
                               status=status)

@@ -1,4 +1,4 @@
-"""Build an LLM client from configuration, and the requests for each task.
+"""Build an LLM client from configuration.
 
 ``build_llm_client(load_settings().llm)`` is the one-liner for the pipeline:
 provider "anthropic" when an API key is configured, else "offline", so a fresh
@@ -8,14 +8,12 @@ The configuration is built only by ``soulprint.settings``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-from soulprint.domain.prompts import QUICK_SECTIONS, render_quick_sections
-from soulprint.models.sections import SECTIONS_SCHEMA
-
-from .base import LLMClient, LLMConfig, LLMRequest, ResponseCache, Sleep, UsageSink
+from .base import LLMClient, LLMConfig, ResponseCache, Sleep, UsageSink
 from .cache import MemoryCache
 from .config import PROVIDERS
+from .offline_provider import OfflineClient
 
 
 def choose_provider(config: LLMConfig) -> str:
@@ -39,11 +37,10 @@ def build_llm_client(config: LLMConfig, *, sink: UsageSink | None = None,
     """
     provider = choose_provider(config)
     if provider == "offline":
-        from .offline_provider import OfflineClient
-
         return OfflineClient(sink=sink)
     if config.cache_enabled and cache is None:
         cache = MemoryCache()
+    # The provider modules import their SDKs (anthropic, boto3): loaded only when chosen.
     if provider == "anthropic":
         from .anthropic_provider import AnthropicClient
 
@@ -51,14 +48,3 @@ def build_llm_client(config: LLMConfig, *, sink: UsageSink | None = None,
     from .bedrock_provider import BedrockClient
 
     return BedrockClient(config, sink=sink, cache=cache, limiter=limiter, sleep=sleep, boto_client=boto_client)
-
-
-# --------------------------------------------------------------------------- requests per task
-
-
-def quick_sections_request(payload: Mapping[str, Any], *, job_id: str | None = None,
-                           stage: str = "quick_pass") -> LLMRequest:
-    """The quick pass's request: prompt rendered from ``payload``, which also rides along for offline."""
-    _, (turn,) = render_quick_sections(payload)
-    return LLMRequest.for_prompt(QUICK_SECTIONS, turn["content"], schema=SECTIONS_SCHEMA, payload=dict(payload),
-                                 job_id=job_id, stage=stage)

@@ -4,7 +4,7 @@ It lets the whole pipeline run (and be tested) without an API key, and gives a
 useful-if-plain result when the LLM is unavailable. Each task has a function
 registered in :data:`OFFLINE_TASKS` that maps the request's ``payload`` (never
 the prompt text) to the same structure the LLM would return; the output is
-checked against the request's schema, and everything is labelled offline.
+validated by the request's answer model, and everything is labelled offline.
 
 quick_sections reads first-person statements with regular expressions: names
 ("my name is X", "call me X", "I'm X,"), work ("I work as/at", "I'm a <job>"),
@@ -21,7 +21,12 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
-from .base import LLMClient, LLMRequest, LLMResult, Usage, UsageSink, one_line, validate_json
+from soulprint.domain.memory_doc import memory_sections_from_facts, parse_memory_markdown
+from soulprint.models.facts import ConsolidatedFact
+from soulprint.models.llm import LLMRequest, LLMResult, Usage
+from soulprint.models.text import one_line
+
+from .base import ERROR_CHARS, LLMClient, UsageSink
 
 OFFLINE_MODEL = "offline-rules-v1"
 
@@ -66,16 +71,15 @@ class OfflineClient(LLMClient):
         try:
             out = fn(req.payload or {})
         except Exception as exc:
-            return LLMResult(ok=False, error=one_line(f"offline {req.task} failed: {type(exc).__name__}: {exc}"),
-                             error_kind="api", **base)
+            return LLMResult(ok=False, error=one_line(f"offline {req.task} failed: {type(exc).__name__}: {exc}",
+                                                      ERROR_CHARS), error_kind="api", **base)
         if isinstance(out, str):
             return LLMResult(ok=True, text=out, **base)
-        if req.schema is not None:
-            errors = validate_json(out, req.schema)
-            if errors:  # a bug in the rules, reported like a model's bad answer
-                return LLMResult(ok=False, error=one_line("offline output invalid: " + "; ".join(errors)),
-                                 error_kind="schema", **base)
-        return LLMResult(ok=True, data=out, **base)
+        answer, errors = req.check(out)
+        if errors:  # a bug in the rules, reported like a model's bad answer
+            return LLMResult(ok=False, error=one_line("offline output invalid: " + "; ".join(errors), ERROR_CHARS),
+                             error_kind="schema", **base)
+        return LLMResult(ok=True, data=out, answer=answer, **base)
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -593,9 +597,7 @@ def quick_sections(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- full pass: facts, reduce_facts,
-# memory, sections_v2. The domain modules are imported inside the functions:
-# they import this package's base module, and this module is imported by the
-# package's __init__.
+# memory, sections_v2.
 
 _PROJECT_RE = re.compile(
     r"\b(?:I'm|I am|I've been|I have been|we're|we are|we've been)\s+(?:currently\s+|now\s+|still\s+)?"
@@ -786,9 +788,6 @@ def reduce_facts(payload: Mapping[str, Any]) -> dict[str, Any]:
 @offline_task("memory")
 def write_memory(payload: Mapping[str, Any]) -> dict[str, Any]:
     """MEMORY bullets straight from the consolidated facts, dated."""
-    from soulprint.domain.memory_doc import memory_sections_from_facts
-    from soulprint.models.facts import ConsolidatedFact
-
     facts = [ConsolidatedFact.from_dict(f) for f in payload.get("facts") or () if isinstance(f, Mapping)]
     return {"sections": memory_sections_from_facts(facts)}
 
@@ -800,8 +799,6 @@ _SEEN_SUFFIX = re.compile(r"\s*\((?:[^()]*\bmentioned\b[^()]*|[^()]*\bbefore:[^(
 def sections_v2(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The quick pass's rules over the sample, then MEMORY's bullets on top:
     MEMORY covers the whole history, the sample only its richest part."""
-    from soulprint.domain.memory_doc import parse_memory_markdown
-
     mem = {k: [_SEEN_SUFFIX.sub("", b) for b in v]
            for k, v in parse_memory_markdown(str(payload.get("memory") or "")).items()}
     # MEMORY's bullets are third-person statements, like a previous

@@ -687,7 +687,9 @@ def synthesise(schema: dict[str, Any], key: str, words: list[str], path: str = "
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
-        return schema["enum"][0]
+        # Only the values the schema allows, spread by the key: a facts answer
+        # names the chunk refs of its own request, and not always the first.
+        return schema["enum"][h % len(schema["enum"])]
     for alt in ("anyOf", "oneOf"):
         if schema.get(alt):
             return synthesise(schema[alt][0], key, words, path, depth + 1)

@@ -8,25 +8,32 @@ belongs to the lead.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Literal
 
 import pytest
+from pydantic import BaseModel, Field
 
-from soulprint.services.llm.base import LLMConfig, LLMRequest
+from soulprint.models.llm import LLMRequest, tool_schema
+from soulprint.services.llm.config import LLMConfig
 from soulprint.services.llm.ratelimit import AdaptiveLimiter
 from support.fake_anthropic import FakeAnthropicServer
 
-SMALL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "score": {"type": "integer", "minimum": 0, "maximum": 10},
-        "kind": {"type": "string", "enum": ["person", "place"]},
-        "meta": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
-    },
-    "required": ["title", "tags", "score", "kind", "meta"],
-}
+
+class Meta(BaseModel):
+    ok: bool
+
+
+# The probe task's answer: a little of every shape the real answer models use
+# (no docstring: it would become the schema's description).
+class SmallAnswer(BaseModel):
+    title: str
+    tags: list[str]
+    score: int = Field(ge=0, le=10)
+    kind: Literal["person", "place"]
+    meta: Meta
+
+
+SMALL_SCHEMA: dict[str, Any] = tool_schema(SmallAnswer)
 
 
 def fast_config(url: str | None = None, **overrides: Any) -> LLMConfig:
@@ -46,10 +53,19 @@ def fresh_limiter(initial: int = 8, max_limit: int = 64) -> AdaptiveLimiter:
 
 def small_request(text: str = "Tell me about Lisbon, Python and the sea", **kw: Any) -> LLMRequest:
     args: dict[str, Any] = dict(task="probe", system="You answer with the tool.",
-                                messages=[{"role": "user", "content": text}], schema=SMALL_SCHEMA,
+                                messages=[{"role": "user", "content": text}], answer=SmallAnswer,
                                 schema_name="record_probe", max_tokens=1024, job_id="job-1", stage="probe")
     args.update(kw)
     return LLMRequest(**args)
+
+
+def valid(answer: type[BaseModel], data: Any) -> bool:
+    """Whether ``data`` validates against the answer model."""
+    try:
+        answer.model_validate(data)
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from contextlib import contextmanager
 
-from soulprint.services.llm.base import LLMClient, LLMRequest, LLMResult, Usage
+from soulprint.models.llm import LLMRequest, LLMResult, Usage
+from soulprint.services.llm.base import LLMClient
 
 
 # LLMClient subclasses: complete_many() (fact extraction) then goes through complete() here.
