@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 
-_SECTIONS = ("SOUL", "IDENTITY", "USER", "AGENTS", "TOOLS")
+from soulprint.models.sections import FILE_NAMES
+
+_SECTIONS = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOLS: their columns
 
 
 async def restore_current(conn: asyncpg.Connection, user_id: str, failed_job_id: str) -> None:
