@@ -43,44 +43,46 @@ async def reconcile_once(rt) -> int:
             return 0  # another worker is reconciling right now
         handled = 0
         for job, full_pass_age_s in await rt.db.jobs.stalled(rt.settings.stall_after_s):
-            handled += await reconcile_job(rt, job, full_pass_age_s)
+            acted, events = await reconcile_job(rt, job, full_pass_age_s)
+            await emit(rt, events)
+            handled += acted
         return handled
 
 
-async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> int:
+async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> tuple[int, list]:
+    """Re-drive or fail one stalled job: how many of its parts were handled, and the events to send."""
     jobs = rt.db.jobs
     if job.is_open:
         log.warning("re-driving import %s (stalled in %s)", job.job_id, job.status)
-        await emit(rt, (await jobs.redrive_import(job, rt.settings.max_redrives)).emit)
-        return 1
-    handled = 0
+        return 1, (await jobs.redrive_import(job, rt.settings.max_redrives)).emit
+    handled, events = 0, []
     if job.status == JobStatus.COMPLETE and job.quick_status in (QuickStatus.PENDING, QuickStatus.RUNNING):
-        await emit(rt, (await jobs.redrive_quick(job)).emit)
+        events += (await jobs.redrive_quick(job)).emit
         handled += 1
     if job.full_pass_status == FullPassStatus.PROCESSING:
-        handled += await _reconcile_full_pass(rt, job, full_pass_age_s or 0.0)
-    return handled
+        events += await _reconcile_full_pass(rt, job, full_pass_age_s or 0.0)
+        handled += 1
+    return handled, events
 
 
-async def _reconcile_full_pass(rt, job: Job, age_s: float) -> int:
+async def _reconcile_full_pass(rt, job: Job, age_s: float) -> list:
     s, jobs = rt.settings, rt.db.jobs
     current = job.full_pass_stage
     if age_s > s.full_pass_deadline_s:
         await jobs.fail_full_pass(job.job_id, f"full pass exceeded its deadline of {s.full_pass_deadline_s:.0f}s "
                                               f"(stalled in {current})")
-        return 1
+        return []
     if job.full_pass_redrives >= s.max_redrives:
         await jobs.fail_full_pass(job.job_id, f"full pass stalled in {current} after {job.full_pass_redrives} re-drives")
-        return 1
+        return []
     log.warning("re-driving full pass of %s (stalled in %s)", job.job_id, current)
     await jobs.note_redrive(job.job_id, full_pass=True)
     if current == FullPassStage.FACTS:
-        await emit(rt, (await jobs.redrive_extraction(job.job_id, s.extraction_max_attempts)).emit)
-        return 1
+        return (await jobs.redrive_extraction(job.job_id, s.extraction_max_attempts)).emit
     step = stage(current)
     if await jobs.advance_full_pass(job.job_id, current, step.after):
-        await emit(rt, [await _trigger(rt, step.trigger, job)])
-    return 1
+        return [await _trigger(rt, step.trigger, job)]
+    return []
 
 
 async def _trigger(rt, trigger: type, job: Job):

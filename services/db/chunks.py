@@ -45,6 +45,8 @@ async def insert_conversations(conn: asyncpg.Connection, writes: Sequence[ChunkW
     concurrent writers of the same conversation serialise on its key and only
     the first one writes.
     """
+    if not writes:
+        return []
     rows = []
     for w in writes:
         c, counts = w.conversation, tier_counts(w.chunks)
