@@ -103,6 +103,8 @@ async def test_a_fifth_of_answers_rate_limited_or_overloaded_still_completes(run
 
     assert job.quick_status == "ready", job.quick_error
     assert job.full_pass_status == "complete", job.full_pass_error
+    # The fake answers name only the chunks of their own request: facts, none dropped.
+    assert job.facts_total > 0 and job.facts_dropped == 0
     stats = server.stats()
     assert stats["status"]["429"] + stats["status"]["529"] > 0
 
