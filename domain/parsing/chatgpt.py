@@ -136,7 +136,10 @@ class ChatGPTConverter:
             t = msg.get("create_time")
             if t is not None and (t.__class__ is not float or t > _MS_THRESHOLD):
                 t = seconds(t)
-            append(Message(clean(msg.get("id") or node.get("id") or ""), role, text, t))
+            mid = msg.get("id") or node.get("id") or ""
+            if mid.__class__ is not str or NUL in mid:  # the call only when it may do something
+                mid = clean(mid)
+            append(Message(mid, role, text, t))
         return out
 
     def _hidden_hints(self, meta: dict, content: dict, when) -> None:

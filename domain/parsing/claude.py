@@ -74,7 +74,10 @@ class ClaudeConverter:
                     f"a message in conversation {describe(cid, title)} has {len(text):,} characters, "
                     f"more than {self.max_chars:,} (limit max_message_chars)",
                 )
-            messages.append(Message(clean(m.get("uuid") or ""), role, text, iso_seconds(m.get("created_at"))))
+            mid = m.get("uuid") or ""
+            if mid.__class__ is not str or NUL in mid:
+                mid = clean(mid)
+            messages.append(Message(mid, role, text, iso_seconds(m.get("created_at"))))
         return Conversation(cid, title, created, updated, "claude", messages)
 
 
