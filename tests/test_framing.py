@@ -256,3 +256,75 @@ def test_a_member_found_late_is_left_to_ijson(monkeypatch):
     f = framer(orjson.dumps(doc), wrapped=True)
     assert list(f) == doc["conversations"]
     assert f.handed_off
+
+
+# ----------------------------------------------------------------- memory held for the caller
+
+def test_no_reference_to_an_element_stays_behind_once_handed_out():
+    # The caller may free a large conversation's tree as soon as it is done with it.
+    # (ijson's own builder keeps its last item until the next one starts.)
+    import sys
+
+    for item in framer(orjson.dumps([conversation(i) for i in range(3)])):
+        assert sys.getrefcount(item) == 2  # this loop's variable and getrefcount's argument
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_a_large_elements_bytes_are_dropped_before_it_is_handed_out(last):
+    big = conversation(0, text="x" * (3 << 20))
+    items = [conversation(1), big] if last else [conversation(1), big, conversation(2)]
+    f = framer(orjson.dumps(items))
+    got = []
+    for item in f:
+        if item["title"] == "chat 0":
+            assert len(f.buf) <= framing.READ_SIZE  # not the 3 MB just parsed
+        got.append(item)
+    assert got == items and not f.handed_off
+
+
+def test_the_last_element_is_cut_before_the_closing_bracket(monkeypatch):
+    # No boundary follows the last element; cutting before "]" spares a parse
+    # that fails "after document" (its error holds a str copy of the element).
+    errors = []
+    real = framing.orjson
+
+    class Counting:
+        JSONDecodeError = real.JSONDecodeError
+
+        @staticmethod
+        def loads(data):
+            try:
+                return real.loads(data)
+            except real.JSONDecodeError as e:
+                if len(data) > 1 << 20:  # the first element is found by such a parse, on purpose
+                    errors.append(e.msg)
+                raise
+
+    monkeypatch.setattr(framing, "orjson", Counting)
+    for wrapped in (False, True):
+        items = [conversation(1), conversation(0, text="y" * (1 << 20))]
+        data = orjson.dumps({"conversations": items} if wrapped else items)
+        assert frame(data + b"\n", wrapped=wrapped) == items
+    assert not [m for m in errors if m.startswith("unexpected content after document")]
+
+
+def test_the_reader_drops_a_conversation_before_parsing_the_next(monkeypatch):
+    import sys
+
+    from soulprint.domain.parsing import ExportReader
+    from soulprint.domain.parsing.chatgpt import ChatGPTConverter
+
+    seen = []
+    convert = ChatGPTConverter.convert
+
+    def watching(self, conv):
+        if seen:
+            seen.append(sys.getrefcount(seen[0]))  # while the next one is converted
+        return convert(self, conv)
+
+    monkeypatch.setattr(ChatGPTConverter, "convert", watching)
+    it = iter(ExportReader(Path(__file__).resolve().parent / "fixtures" / "exports" / "chatgpt_classic"))
+    seen.append(next(it))
+    held = sys.getrefcount(seen[0])  # seen's and the argument's, and the reader's until it resumes
+    next(it)
+    assert seen[1] == held - 1  # the reader let go of it before parsing on

@@ -56,6 +56,9 @@ _VALUE_MAX = 128  # longest first value (a title, a uuid) looked past for the se
 _NOT_WS = re.compile(rb"[^ \t\r\n]")  # JSON's four whitespace bytes
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+# How a list of conversations ends: its last "}", "]", and in a wrapper the object's "}".
+_LAST_TAIL = re.compile(rb"\}[ \t\r\n]*\][ \t\r\n]*(?:\}[ \t\r\n]*)?\Z")
+_TAIL_MAX = 4096  # how far from the end of the file that ending is looked for
 _CONVERSATIONS_MEMBER = re.compile(rb'"conversations"[ \t\r\n]*:[ \t\r\n]*\[')
 _WRAPPED_SCAN = 1 << 20  # how far into a wrapper object the "conversations" member is looked for
 ORJSON_MAX_DEPTH = 1024  # orjson refuses deeper documents, whatever our own limit
@@ -144,12 +147,17 @@ class ArrayItems:
                 yield from self._ijson_from(pos)
                 return
             try:
-                item, end = self._element(pos)
+                parsed = self._element(pos)
             except _HandOff as h:
                 yield from self._ijson_from(h.start)
                 return
-            yield item
-            del item
+            end = parsed.pop()
+            if end > _COMPACT_AT:  # a large element: its bytes go before the caller gets its tree
+                del self.buf[:end - 1]  # (the byte before ``end`` is read by _learn_boundary)
+                end = 1
+            # Popped, not bound to a local: this frame holds no reference to
+            # the element while the caller works on it (and frees it).
+            yield parsed.pop()
             self.reader.mark()
             pos = self._skip_ws(end)
             if pos < 0:
@@ -165,8 +173,8 @@ class ArrayItems:
                 self._learn_boundary(end, start)
             pos = start
 
-    def _element(self, start: int) -> tuple[object, int]:
-        """Parse the object starting at ``start``; returns it and the offset just past it.
+    def _element(self, start: int) -> list:
+        """Parse the object starting at ``start``; returns [it, the offset just past it].
 
         Cuts at boundary matches are tried in order: a cut past the end is
         resolved by orjson (see _parse), a cut inside the element ("short")
@@ -224,7 +232,9 @@ class ArrayItems:
                     raise _HandOff(start)
                 continue
             if self.eof or len(buf) - start >= probe_at:
-                found = self._parse(start, None)
+                found = self._parse_last(start)
+                if found is None:
+                    found = self._parse(start, None)
                 if found is not None:
                     return self._checked(start, found)
                 if self.eof:
@@ -266,35 +276,60 @@ class ArrayItems:
             return -1
         return cut
 
-    def _checked(self, start: int, found: tuple[object, int]) -> tuple[object, int]:
+    def _checked(self, start: int, found: list) -> list:
         if self.max_depth < ORJSON_MAX_DEPTH:  # a limit stricter than orjson's own
             self._check_nesting(start, found[1])
         return found
 
-    def _parse(self, start: int, stop: int | None) -> tuple[object, int] | None:
+    def _parse(self, start: int, stop: int | None) -> list | None:
         """orjson on ``buf[start:stop]`` (to the buffer's end for None).
 
-        Returns (item, end) when the element ends within the slice: orjson
+        Returns [item, end] when the element ends within the slice: orjson
         stops at its end with "unexpected content after document", which
         gives the end, and the exact slice is parsed again. None when the
         element runs past the slice.
         """
-        buf = self.buf
         try:
-            return orjson.loads(buf[start:stop]), (len(buf) if stop is None else stop)
+            return [self._loads(start, stop), len(self.buf) if stop is None else stop]
         except orjson.JSONDecodeError as e:
             if e.msg.startswith("unexpected end of data"):
                 return None
             if not e.msg.startswith("unexpected content after document"):
                 self._refuse(e)
                 raise _HandOff(start) from None
-            # e.pos counts characters of the decoded text, not bytes
+            # e.pos counts characters of the decoded text (e.doc, a copy of
+            # the whole slice: _parse_last avoids it for the last element), not bytes
             end = start + len(e.doc[:e.pos].encode("utf-8", "surrogatepass"))
         try:
-            return orjson.loads(buf[start:end]), end
+            return [self._loads(start, end), end]
         except orjson.JSONDecodeError as e:
             self._refuse(e)
             raise _HandOff(start) from None
+
+    def _parse_last(self, start: int) -> list | None:
+        """The element as the last of the list, when the buffer ends as the list does (else None).
+
+        The last element has no boundary after it: cut before the closing "]"
+        (JSON objects are prefix-free, so a cut that parses is the end). This
+        spares orjson's error text for the whole element (see _parse).
+        """
+        tail_at = max(start, len(self.buf) - _TAIL_MAX)
+        m = _LAST_TAIL.search(self.buf, tail_at)
+        if m is None:
+            return None
+        end = m.start() + 1  # just past the "}"
+        try:
+            return [self._loads(start, end), end]
+        except orjson.JSONDecodeError:
+            return None  # not the end after all: _parse finds it, or explains
+
+    def _loads(self, start: int, stop: int | None):
+        """orjson on a view of ``buf[start:stop]``: no copy of the element's bytes.
+
+        Views are released before returning, so the buffer can grow again.
+        """
+        with memoryview(self.buf) as view, view[start:stop] as segment:
+            return orjson.loads(segment)
 
     def _learn_boundary(self, end: int, next_start: int) -> None:
         """The bytes from the end of item 1 through item 2's first key become the boundary."""

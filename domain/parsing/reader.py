@@ -128,6 +128,7 @@ class ExportReader:
                         if t is not None and (newest is None or t > newest):
                             newest = summary.newest_message_time = t
                         yield conv
+                        del conv, msgs  # not kept while the next one is parsed
                 finally:
                     reader.close()
             summary.bytes_read = budget.used
