@@ -22,6 +22,7 @@ from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick,
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
 from soulprint.topics import Topics
+from soulprint.topics.stages import Lane, stage
 
 
 class LocalActivity:
@@ -54,25 +55,45 @@ class LocalActivity:
 
 
 @dataclass
+class LaneApp:
+    """One consumer group: a faust app with its own conductor, and its topic objects."""
+
+    name: str
+    app: faust.App
+    topics: Topics
+
+
+@dataclass
 class Runtime:
     settings: Settings
     db: Database
-    app: faust.App  # the pipeline's stages
-    topics: Topics
-    # The quick pass runs on an app (consumer group) of its own: faust hands
-    # fetched messages to agents through one conductor, so a full stage queue
-    # (chunks, conversations) would otherwise hold up someone's quick pass.
-    quick_app: faust.App
-    quick_topics: Topics
-    # Fact extraction too: during a large import the chunker's queue is full
-    # for minutes, and chunk events fetched by the same consumer would wait
-    # behind thousands of conversations (the LLM idle meanwhile).
-    facts_app: faust.App
-    facts_topics: Topics
+    # One faust app (consumer group) per lane of the stage table
+    # (topics/stages.py): a stage a person waits on never shares a conductor
+    # with bulk work, whose full queue would hold its messages back.
+    lanes: dict[Lane, LaneApp]
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+    @property
+    def app(self) -> faust.App:
+        """The bulk lane's app: timers and anything that is no stage's consumer."""
+        return self.lanes[Lane.BULK].app
+
+    @property
+    def topics(self) -> Topics:
+        return self.lanes[Lane.BULK].topics
+
+    def lane(self, state: str) -> LaneApp:
+        """The lane whose app runs the stage working in ``state``."""
+        return self.lanes[stage(state).lane]
+
+    def source(self, state: str) -> tuple[faust.App, faust.TopicT, Topics]:
+        """What the agent of the stage in ``state`` consumes: its lane's app, the
+        stage's trigger topic, and that lane's topics to send on."""
+        lane = self.lane(state)
+        return lane.app, getattr(lane.topics, stage(state).topic.name), lane.topics
 
     @property
     def log(self) -> logging.Logger:
@@ -80,12 +101,13 @@ class Runtime:
 
     async def start(self) -> None:
         """Join every consumer group (in parallel: each join waits on the broker)."""
-        await asyncio.gather(self.app.start(), self.quick_app.start(), self.facts_app.start())
+        await asyncio.gather(*(lane.app.start() for lane in self.lanes.values()))
 
     async def stop(self) -> None:
-        for app in (self.quick_app, self.facts_app, self.app):
+        # The bulk lane (the reconciler's timer) last.
+        for lane in sorted(self.lanes.values(), key=lambda lane: lane.name == Lane.BULK):
             try:
-                await app.stop()
+                await lane.app.stop()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
 
@@ -121,12 +143,11 @@ def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
 
 async def build_runtime(settings: Settings) -> Runtime:
     db = await Database.connect(settings.database_url)
-    app = make_faust_app(settings)
-    topics = Topics(app, settings.topic_prefix, settings.partitions)
-    quick_app = make_faust_app(settings, suffix="-quick")
-    quick_topics = Topics(quick_app, settings.topic_prefix, settings.partitions)
-    facts_app = make_faust_app(settings, suffix="-facts")
-    facts_topics = Topics(facts_app, settings.topic_prefix, settings.partitions)
+    lanes = {}
+    for name in Lane:
+        # The bulk lane keeps the app id itself as its consumer group; every other is <app id>-<lane>.
+        app = make_faust_app(settings, suffix="" if name is Lane.BULK else f"-{name.value}")
+        lanes[name] = LaneApp(name, app, Topics(app, settings.topic_prefix, settings.partitions))
     config = settings.llm
     sink, cache = db.llm_usage(), db.llm_cache()
     # Only the bulk client may batch (complete_many: fact extraction). A batch
@@ -139,9 +160,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     quick_llm = build_llm_client(config, sink=sink, cache=cache,
                                  limiter=AdaptiveLimiter(settings.quick_llm_concurrency,
                                                          settings.quick_llm_max_concurrency, name="quick-pass"))
-    rt = Runtime(settings=settings, db=db, app=app, topics=topics, quick_app=quick_app,
-                 quick_topics=quick_topics, facts_app=facts_app, facts_topics=facts_topics,
-                 llm=llm, quick_llm=quick_llm)
+    rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm)
     # The pipeline, in the order events flow through it.
     for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
         stage.register(rt)

@@ -15,6 +15,7 @@ from soulprint.agents.containment import contained
 from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported, IngestCompleted
+from soulprint.models.jobs import JobStatus
 from soulprint.services.db import ChunkWrite
 
 log = logging.getLogger("soulprint.agents.chunker")
@@ -22,8 +23,9 @@ log = logging.getLogger("soulprint.agents.chunker")
 
 def register(rt) -> None:
     settings = rt.settings
+    app, conversations, _ = rt.source(JobStatus.CHUNKING)
 
-    @rt.app.agent(rt.topics.conversations, name="soulprint.chunker")
+    @app.agent(conversations, name="soulprint.chunker")
     async def chunker(stream):
         async for batch in stream.take(settings.batch_size, within=settings.batch_window_s):
             await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here

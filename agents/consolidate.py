@@ -16,7 +16,9 @@ from soulprint.models.jobs import FullPassStage
 
 
 def register(rt) -> None:
-    @rt.app.agent(rt.topics.facts, name="soulprint.consolidate")
+    app, extracted, _ = rt.source(FullPassStage.CONSOLIDATING)
+
+    @app.agent(extracted, name="soulprint.consolidate")
     async def consolidation(stream):
         async for event in stream:
             if isinstance(event, FactsExtracted):

@@ -19,6 +19,7 @@ import logging
 from soulprint.agents.flow import emit
 from soulprint.domain.facts import build_fact_requests, parse_fact_answer
 from soulprint.models.events import ConversationChunked
+from soulprint.models.jobs import FullPassStage
 
 log = logging.getLogger("soulprint.agents.facts")
 
@@ -26,11 +27,13 @@ log = logging.getLogger("soulprint.agents.facts")
 def register(rt) -> None:
     s = rt.settings
 
-    # On a consumer group of its own (rt.facts_app): chunk events never queue
-    # behind the chunker's backlog of conversations.
+    # On a lane (consumer group) of its own: chunk events never queue behind
+    # the chunker's backlog of conversations.
     # concurrency > 1 can commit an offset past an unfinished batch (faust
     # #606); the reconciler re-drives any chunk left without facts.
-    @rt.facts_app.agent(rt.facts_topics.chunks, name="soulprint.facts", concurrency=s.facts_concurrency)
+    app, chunks, _ = rt.source(FullPassStage.FACTS)
+
+    @app.agent(chunks, name="soulprint.facts", concurrency=s.facts_concurrency)
     async def facts(stream):
         async for batch in stream.take(s.facts_batch_size, within=s.batch_window_s):
             await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here

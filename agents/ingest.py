@@ -17,10 +17,13 @@ from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.parsing import ExportReader
 from soulprint.domain.sampling import ConversationSampler
 from soulprint.models.events import ConversationImported, ImportRequested
+from soulprint.models.jobs import JobStatus
 
 
 def register(rt) -> None:
-    @rt.app.agent(rt.topics.imports, name="soulprint.ingest")
+    app, imports, _ = rt.source(JobStatus.PARSING)
+
+    @app.agent(imports, name="soulprint.ingest")
     async def ingest(stream):
         async for event in stream:
             await contained(rt, "ingest", event, lambda: ingest_export(rt, event))

@@ -15,7 +15,9 @@ from soulprint.models.jobs import FullPassStage
 
 
 def register(rt) -> None:
-    @rt.app.agent(rt.topics.consolidated, name="soulprint.memory")
+    app, consolidated, _ = rt.source(FullPassStage.MEMORY)
+
+    @app.agent(consolidated, name="soulprint.memory")
     async def memory(stream):
         async for event in stream:
             if isinstance(event, FactsConsolidated):

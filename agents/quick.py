@@ -14,6 +14,7 @@ import logging
 from soulprint.agents.flow import emit
 from soulprint.domain.soulprint import quick_requests, rendered_sections
 from soulprint.models.events import QuickPassRequested, SectionsPublished
+from soulprint.models.jobs import QuickStatus
 from soulprint.models.sections import Sections
 from soulprint.models.text import one_line
 
@@ -24,8 +25,9 @@ def register(rt) -> None:
     # concurrency: one person's slow LLM answer must not hold up the next
     # person's quick pass. Losing an offset to faust #606 here costs nothing
     # durable: the status table shows the quick pass still pending/running.
-    @rt.quick_app.agent(rt.quick_topics.quick, name="soulprint.quick",
-                        concurrency=rt.settings.quick_concurrency)
+    app, requests, _ = rt.source(QuickStatus.RUNNING)
+
+    @app.agent(requests, name="soulprint.quick", concurrency=rt.settings.quick_concurrency)
     async def quick(stream):
         async for event in stream:
             try:
@@ -57,4 +59,4 @@ async def quick_pass(rt, event: QuickPassRequested) -> None:
     await jobs.quick_ready(event.job_id)
     if current:
         await emit(rt, [SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=1,
-                                          offline=sections.offline, soulprint_text=text)], rt.quick_topics)
+                                          offline=sections.offline, soulprint_text=text)], rt.lane(QuickStatus.RUNNING).topics)

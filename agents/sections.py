@@ -19,7 +19,9 @@ from soulprint.models.sections import Sections
 
 
 def register(rt) -> None:
-    @rt.app.agent(rt.topics.memory, name="soulprint.sections")
+    app, memories, _ = rt.source(FullPassStage.SECTIONS)
+
+    @app.agent(memories, name="soulprint.sections")
     async def sections_v2(stream):
         async for event in stream:
             if isinstance(event, MemoryWritten):

@@ -1,5 +1,6 @@
 """The table of stages: what state each stage works in, the state it moves on from,
-the event that starts it and the topic that event travels on (with its key).
+the event that starts it, the topic that event travels on (with its key), and
+the lane (consumer group) whose agent consumes it.
 
 Agents send what the state machine (services/db/jobs.py) tells them to through
 ``route``; the reconciler re-drives a stalled stage by rolling it back to
@@ -9,6 +10,7 @@ Agents send what the state machine (services/db/jobs.py) tells them to through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
 from soulprint.models import events
@@ -39,6 +41,19 @@ def _by_conversation(e) -> str:
     return conversation_key(e.user_id, e.conversation_id)
 
 
+# Lanes. faust hands one app's fetched messages to all of its agents through
+# one conductor, in order: a stage whose queue is full (the chunker during a
+# large import) holds back every other agent of the same app. So each stage a
+# person waits on gets an app, and with it a consumer group, of its own; only
+# bulk work shares one.
+class Lane(str, Enum):
+    BULK = "bulk"            # chunking: minutes of work per large export (the app id's own group)
+    INGEST = "ingest"        # the parse: the start of quick_ready for every import
+    QUICK = "quick"          # the quick pass: one LLM call between the parse and quick_ready
+    FACTS = "facts"          # fact extraction: must be fed while the chunker is busy
+    FULL_PASS = "full-pass"  # consolidation, MEMORY, v2 sections: one event per job each
+
+
 @dataclass(frozen=True)
 class Stage:
     state: str                    # the job's state while this stage works
@@ -46,16 +61,18 @@ class Stage:
     trigger: type                 # the event that starts it
     topic: TopicSpec              # where that event travels
     key: Callable[[object], str]  # its key on that topic
+    lane: Lane                    # the consumer group of the agent that consumes it
 
 
 STAGES = (
-    Stage(JobStatus.PARSING, JobStatus.QUEUED, events.ImportRequested, IMPORTS, _by_user),
-    Stage(JobStatus.CHUNKING, JobStatus.PARSING, events.ConversationImported, CONVERSATIONS, _by_conversation),
-    Stage(QuickStatus.RUNNING, QuickStatus.PENDING, events.QuickPassRequested, QUICK, _by_user),
-    Stage(FullPassStage.FACTS, JobStatus.COMPLETE, events.ConversationChunked, CHUNKS, _by_conversation),
-    Stage(FullPassStage.CONSOLIDATING, FullPassStage.FACTS, events.FactsExtracted, FACTS, _by_job),
-    Stage(FullPassStage.MEMORY, FullPassStage.CONSOLIDATING, events.FactsConsolidated, CONSOLIDATED, _by_job),
-    Stage(FullPassStage.SECTIONS, FullPassStage.MEMORY, events.MemoryWritten, MEMORY, _by_job),
+    Stage(JobStatus.PARSING, JobStatus.QUEUED, events.ImportRequested, IMPORTS, _by_user, Lane.INGEST),
+    Stage(JobStatus.CHUNKING, JobStatus.PARSING, events.ConversationImported, CONVERSATIONS, _by_conversation, Lane.BULK),
+    Stage(QuickStatus.RUNNING, QuickStatus.PENDING, events.QuickPassRequested, QUICK, _by_user, Lane.QUICK),
+    Stage(FullPassStage.FACTS, JobStatus.COMPLETE, events.ConversationChunked, CHUNKS, _by_conversation, Lane.FACTS),
+    Stage(FullPassStage.CONSOLIDATING, FullPassStage.FACTS, events.FactsExtracted, FACTS, _by_job, Lane.FULL_PASS),
+    Stage(FullPassStage.MEMORY, FullPassStage.CONSOLIDATING, events.FactsConsolidated, CONSOLIDATED, _by_job,
+          Lane.FULL_PASS),
+    Stage(FullPassStage.SECTIONS, FullPassStage.MEMORY, events.MemoryWritten, MEMORY, _by_job, Lane.FULL_PASS),
 )
 
 # Events that start no stage of their own: the end of an export (counted by
