@@ -1,7 +1,9 @@
 """`soulprint`: import an export, follow a job, run a worker.
 
 Errors reach the person as one line on stderr and a non-zero exit code,
-never as a traceback (set SOULPRINT_DEBUG=1 to see one).
+never as a traceback (set SOULPRINT_DEBUG=1 to see one). A malformed setting
+ends every command at once, before any service starts. Without -v, the
+broker and stream libraries log to ``<data dir>/soulprint.log``, not the terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from soulprint.settings import Settings, SettingsError, load_settings
 
 EXIT_FAILED_JOB = 1
 EXIT_USAGE = 2
@@ -60,9 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
     try:
-        return args.func(args)
+        settings = load_settings()
+        check_infrastructure(settings)
+    except (SettingsError, CliError) as exc:
+        print(f"soulprint: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.verbose, settings.data_dir)
+    try:
+        return args.func(args, settings)
     except KeyboardInterrupt:
         print("soulprint: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -70,32 +80,60 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soulprint: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - last line of defence for a person at a terminal
-        if os.environ.get("SOULPRINT_DEBUG"):
+        if settings.debug:
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
         print(f"soulprint: error: {text}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        # faust and aiokafka narrate every rebalance at WARNING on Tansu.
-        for name in ("faust", "mode", "aiokafka", "asyncio"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+# The libraries under the workers: they narrate every rebalance and retry.
+LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "asyncio")
 
 
-def _settings():
-    from soulprint.settings import SettingsError, load_settings
+class _Records(logging.Filter):
+    """Passes either the libraries' records or everything else."""
 
+    def __init__(self, *, libraries: bool) -> None:
+        super().__init__()
+        self.libraries = libraries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith(LIBRARY_LOGGERS) == self.libraries
+
+
+def _configure_logging(verbose: bool, data_dir: Path) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setFormatter(fmt)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(terminal)
+    if verbose:
+        return
+    # A broker that goes away makes aiokafka log an ERROR per retry: the person
+    # sees our one line, the details go to the data directory's log (if it can
+    # be written; if not, the command says so in its own line).
+    terminal.addFilter(_Records(libraries=False))
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        return load_settings()
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
+        data_dir.mkdir(parents=True, exist_ok=True)
+        library_log = logging.FileHandler(data_dir / "soulprint.log", encoding="utf-8")
+    except OSError:
+        return
+    library_log.setFormatter(fmt)
+    library_log.addFilter(_Records(libraries=True))
+    root.addHandler(library_log)
+
+
+def check_infrastructure(settings: Settings) -> None:
+    """An external broker's workers write to their own database: the CLI must read that one."""
+    if settings.kafka_bootstrap and not settings.database_url:
+        raise CliError(
+            "SOULPRINT_KAFKA_BOOTSTRAP is set but SOULPRINT_DATABASE_URL is not: the workers on that broker "
+            "write to their own database; set SOULPRINT_DATABASE_URL to it"
+        )
 
 
 def _run(coro):
@@ -123,11 +161,10 @@ def source_uri(raw: str) -> str:
     return path.resolve().as_uri()
 
 
-def cmd_import(args) -> int:
+def cmd_import(args, settings: Settings) -> int:
     from soulprint.services.embedded import Stack
 
     uri = source_uri(args.path)
-    settings = _settings()
     if args.no_wait and (settings.embedded_kafka or settings.embedded_postgres):
         raise CliError(
             "--no-wait needs SOULPRINT_KAFKA_BOOTSTRAP and SOULPRINT_DATABASE_URL: "
@@ -136,33 +173,35 @@ def cmd_import(args) -> int:
     with Stack(settings) as stack:
         resolved = stack.start()
         # The embedded broker has no other consumers: this process is the worker.
-        job, extra = _run(_import(resolved, uri, args, in_process_worker=stack.kafka is not None))
+        job, extra = _run(_import(resolved, uri, args, stack))
     if args.json:
         from soulprint.reporting import job_json
 
         print(json.dumps(job_json(job, extra)))
-    elif job.get("status") in ("queued",):
-        print(f"queued import {job['job_id']} for {job['user_id']}")
+    elif job.status in ("queued",):
+        print(f"queued import {job.job_id} for {job.user_id}")
     else:
         from soulprint.reporting import summary_text
 
         print(summary_text(job, extra))
-    if job.get("status") == "failed":
-        print(f"soulprint: error: {job['error']}", file=sys.stderr)
+    if job.status == "failed":
+        print(f"soulprint: error: {job.error}", file=sys.stderr)
         return EXIT_FAILED_JOB
     return 0
 
 
-async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
+async def _import(settings, uri: str, args, stack) -> dict:
     from soulprint.models.events import ImportRequested
     from soulprint.reporting import ProgressView
     from soulprint.services.kafka import ImportPublisher
-    from soulprint.services.postgres import Postgres
+    from soulprint.services.db import Database
 
     job_id = args.job_id or str(uuid.uuid4())
     event = ImportRequested(job_id=job_id, user_id=args.user, source_uri=uri, requested_at=time.time())
     runtime = None
     db = None
+    # The embedded broker has no other consumers: this process is the worker.
+    in_process_worker = stack.kafka is not None
     try:
         if in_process_worker:
             from soulprint.runtime import build_runtime
@@ -170,33 +209,76 @@ async def _import(settings, uri: str, args, *, in_process_worker: bool) -> dict:
             runtime = await build_runtime(settings)
             db = runtime.db
         else:
-            db = await Postgres.connect(settings.database_url)
+            db = await Database.connect(settings.database_url)
         if runtime is not None:
             # Join the consumer group first: the upload then meets a ready
             # worker, as it would in a deployment with workers running.
             await runtime.start()
-        await db.create_job(job_id, args.user, uri)
+        # Reach the broker before writing the job: an unreachable one leaves no queued job behind.
         async with ImportPublisher(settings) as publisher:
+            await db.jobs.create(job_id, args.user, uri)
             await publisher.publish(event)
         if args.no_wait:
-            return await db.get_job(job_id), {}
+            return await db.jobs.get(job_id), {}
         view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
-        job = await wait_for_job(db, job_id, view, settings)
+        job = await _follow(db, job_id, view, settings, stack)
         extra = await job_extras(db, job)
         if args.out is not None:
             extra["exported"] = await _export(db, args.user, args.out, args.format)
         return job, extra
     finally:
         if runtime is not None:
-            await runtime.stop()
+            await stop_runtime(runtime)
         if db is not None:
             await db.close()
 
 
-async def job_extras(db, job: dict) -> dict:
-    from soulprint.services.llm import usage_for_job
+async def stop_runtime(runtime, timeout_s: float = 15.0) -> None:
+    """Stop the workers' apps; bounded, since a broker that is gone can hold faust's stop for minutes."""
+    try:
+        await asyncio.wait_for(runtime.stop(), timeout_s)
+    except asyncio.TimeoutError:
+        logging.getLogger("soulprint").warning("the workers did not stop within %.0fs", timeout_s)
 
-    return {"llm_usage": await usage_for_job(db.pool, job["job_id"])}
+
+async def _follow(db, job_id: str, view, settings, stack) -> dict:
+    """wait_for_job, unless a server of the embedded stack dies first: then the job fails in one line."""
+    waiting = asyncio.create_task(wait_for_job(db, job_id, view, settings))
+    watching = asyncio.create_task(watch_children(stack))
+    try:
+        await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        watching.cancel()
+    reason = stack.dead_child()
+    if reason is None:
+        return waiting.result()
+    if stack.postgres_alive():
+        await db.jobs.fail(job_id, "infrastructure", reason)
+    abandon(stack, f"{reason}; job {job_id} failed", EXIT_FAILED_JOB)
+
+
+def abandon(stack, message: str, code: int):
+    """Say why, stop the embedded servers, and exit without stopping faust.
+
+    Once its broker is gone, faust's consumer thread can hold a clean stop (and
+    the interpreter's exit) for minutes. Nothing is lost: every durable fact
+    is in Postgres, and every write is idempotent.
+    """
+    print(f"soulprint: error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    stack.stop()
+    os._exit(code)
+
+
+async def watch_children(stack, poll_s: float = 0.5) -> None:
+    """Returns once a server of the embedded stack has exited."""
+    while stack.dead_child() is None:
+        await asyncio.sleep(poll_s)
+
+
+async def job_extras(db, job) -> dict:
+    return {"llm_usage": await db.usage_for_job(job.job_id)}
 
 
 async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> dict:
@@ -206,17 +288,17 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
     last_change = time.monotonic()
     last_seen = None
     while True:
-        job = await db.get_job(job_id)
+        job = await db.jobs.get(job_id)
         view.update(job)
         if job_finished(job):
             return job
-        marker = (job["status"], job["quick_status"], job["updated_at"], job["full_pass_moved_at"])
+        marker = (job.status, job.quick_status, job.updated_at, job.full_pass_moved_at)
         if marker != last_seen:
             last_seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > settings.stall_timeout_s:
             raise CliError(
                 f"job {job_id} made no progress for {settings.stall_timeout_s:.0f}s "
-                f"(status {job['status']}); is a worker running?"
+                f"(status {job.status}); is a worker running?"
             )
         await asyncio.sleep(poll_s)
 
@@ -224,26 +306,25 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
 # -- status -----------------------------------------------------------------------
 
 
-def cmd_status(args) -> int:
+def cmd_status(args, settings: Settings) -> int:
     from soulprint.reporting import job_json, summary_text
     from soulprint.services.embedded import Stack
-    from soulprint.services.postgres import Postgres
+    from soulprint.services.db import Database
 
     async def fetch(settings):
-        db = await Postgres.connect(settings.database_url)
+        db = await Database.connect(settings.database_url)
         try:
-            job = await db.get_job(args.job_id)
+            job = await db.jobs.get(args.job_id)
             return job, (await job_extras(db, job) if job else {})
         finally:
             await db.close()
 
-    settings = _settings()
     with Stack(settings) as stack:
-        job, extra = _run(fetch(stack.start(need_kafka=False)))
+        job, extra = _run(fetch(stack.start(need_kafka=False, share=True)))
     if job is None:
         raise CliError(f"no such job: {args.job_id}")
     print(json.dumps(job_json(job, extra)) if args.json else summary_text(job, extra))
-    return EXIT_FAILED_JOB if job["status"] == "failed" else 0
+    return EXIT_FAILED_JOB if job.status == "failed" else 0
 
 
 # -- export -----------------------------------------------------------------------
@@ -252,26 +333,25 @@ def cmd_status(args) -> int:
 async def _export(db, user: str, out: Path, fmt: str) -> list[str]:
     from soulprint.exporting import export_soulprint
 
-    row = await db.get_soulprint(user)
+    row = await db.soulprints.get(user)
     if row is None:
         raise CliError(f"no soulprint for user {user!r} yet")
     return [str(p) for p in export_soulprint(row, out, fmt)]
 
 
-def cmd_export(args) -> int:
+def cmd_export(args, settings: Settings) -> int:
     from soulprint.services.embedded import Stack
-    from soulprint.services.postgres import Postgres
+    from soulprint.services.db import Database
 
     async def export(settings):
-        db = await Postgres.connect(settings.database_url)
+        db = await Database.connect(settings.database_url)
         try:
             return await _export(db, args.user, args.out, args.format)
         finally:
             await db.close()
 
-    settings = _settings()
     with Stack(settings) as stack:
-        written = _run(export(stack.start(need_kafka=False)))
+        written = _run(export(stack.start(need_kafka=False, share=True)))
     for path in written:
         print(path)
     return 0
@@ -280,10 +360,10 @@ def cmd_export(args) -> int:
 # -- worker -----------------------------------------------------------------------
 
 
-def cmd_worker(args) -> int:
+def cmd_worker(args, settings: Settings) -> int:
     from soulprint.services.embedded import Stack
+    from soulprint.services.kafka import watch_broker
 
-    settings = _settings()
     if settings.embedded_kafka:
         raise CliError("`soulprint worker` needs SOULPRINT_KAFKA_BOOTSTRAP (an embedded broker has no publishers)")
 
@@ -294,10 +374,14 @@ def cmd_worker(args) -> int:
         try:
             await rt.start()
             print(f"soulprint worker {rt.worker_id} consuming from {resolved.kafka_bootstrap}", file=sys.stderr)
-            await asyncio.Event().wait()  # until SIGTERM / Ctrl-C
-        finally:
-            await rt.stop()
+            # Until SIGTERM / Ctrl-C, or until the broker is lost: then exit
+            # non-zero, so that the supervisor starts a fresh worker.
+            lost = await watch_broker(resolved)
+        except BaseException:
+            await stop_runtime(rt)
             await rt.db.close()
+            raise
+        abandon(stack, lost, EXIT_FAILED_JOB)
 
     with Stack(settings) as stack:
         _run(serve(stack.start(need_kafka=False)))

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -76,15 +75,64 @@ def _stop(proc: subprocess.Popen | None, sig: int, timeout_s: float) -> None:
         proc.wait()
 
 
-@contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def prepare_data_dir(data_dir: Path) -> Path:
+    """Create the data directory if need be; one clear error if it cannot be written."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise EmbeddedError(
+            f"cannot write to the data directory {data_dir} ({exc.strerror or exc}); "
+            "set SOULPRINT_DATA_DIR to a writable directory"
+        ) from None
+    return data_dir
+
+
+class DataDirLock:
+    """One soulprint process at a time runs the embedded stack on a data directory.
+
+    The embedded servers are children of the process that started them and die
+    with it, so a second process cannot share them safely: it holds this lock
+    (flock, released by the kernel whatever way the holder ends) or refuses.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "soulprint.lock"
+        self._fh = None
+
+    def acquire(self) -> bool:
+        fh = open(self.path, "a+")
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def busy_error(self) -> EmbeddedError:
+        return EmbeddedError(
+            f"another soulprint process (pid {self.holder()}) is using the data directory {self.data_dir}; "
+            "wait for it to finish or set SOULPRINT_DATA_DIR"
+        )
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing drops the flock
+            self._fh = None
 
 
 def _log_tail(path: Path) -> str:
@@ -191,17 +239,27 @@ class EmbeddedPostgres:
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.data_dir / "postgres.lock"):
-            self.pgdata.mkdir(exist_ok=True)
-            self.pgdata.chmod(0o700)
-            uid, gid = self._system_user()
-            port = self._running_port()
-            if port is None:
-                if not (self.pgdata / "PG_VERSION").exists():
-                    self._initdb(uid, gid)
-                port = self._spawn(uid, gid)
-            self.port = port
+        """Start a server on pgdata (the caller holds the DataDirLock), or reuse a stray one."""
+        self.pgdata.mkdir(exist_ok=True)
+        self.pgdata.chmod(0o700)
+        uid, gid = self._system_user()
+        port = self._running_port()
+        if port is None:
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb(uid, gid)
+            port = self._spawn(uid, gid)
+        self.port = port
+        return self.url
+
+    def attach(self) -> str:
+        """The server another soulprint process runs on pgdata, left alone at exit."""
+        self.port = self._running_port()
+        if self.port is None:
+            raise EmbeddedError(f"the embedded PostgreSQL on {self.data_dir} is not ready")
+        return self.url
+
+    @property
+    def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def _initdb(self, uid: int | None, gid: int | None) -> None:
@@ -263,19 +321,34 @@ class EmbeddedPostgres:
 
 
 class Stack:
-    """Whatever infrastructure the settings leave unset, started here and stopped at exit."""
+    """Whatever infrastructure the settings leave unset, started here and stopped at exit.
+
+    ``start(share=True)`` (short reads: status, export) attaches to the
+    Postgres of another soulprint process on the same data directory instead
+    of refusing.
+    """
 
     def __init__(self, settings) -> None:
         self.settings = settings
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
+        self.lock: DataDirLock | None = None
 
-    def start(self, *, need_kafka: bool = True):
+    def start(self, *, need_kafka: bool = True, share: bool = False):
         s = self.settings
         database_url, bootstrap = s.database_url, s.kafka_bootstrap
+        data_dir = prepare_data_dir(Path(s.data_dir))
         try:
+            if database_url is None or (bootstrap is None and need_kafka):
+                self.lock = DataDirLock(data_dir)
+                if not self.lock.acquire():
+                    if not (share and database_url is None):
+                        raise self.lock.busy_error()
+                    self.lock = None
+                    return s.with_infrastructure(kafka_bootstrap=bootstrap,
+                                                 database_url=EmbeddedPostgres(data_dir).attach())
             if database_url is None:
-                self.postgres = EmbeddedPostgres(s.data_dir)
+                self.postgres = EmbeddedPostgres(data_dir)
                 database_url = self.postgres.start()
             if bootstrap is None and need_kafka:
                 self.kafka = EmbeddedKafka()
@@ -285,12 +358,26 @@ class Stack:
             raise
         return s.with_infrastructure(kafka_bootstrap=bootstrap, database_url=database_url)
 
+    def dead_child(self) -> str | None:
+        """A sentence naming an embedded server that has exited, if one has."""
+        for what, server in (("the embedded broker", self.kafka), ("the embedded PostgreSQL", self.postgres)):
+            proc = server.proc if server is not None else None
+            if proc is not None and proc.poll() is not None:
+                return f"{what} stopped (exit {proc.returncode})"
+        return None
+
+    def postgres_alive(self) -> bool:
+        return self.postgres is None or self.postgres.proc is None or self.postgres.proc.poll() is None
+
     def stop(self) -> None:
         # Broker first: nothing should still be writing when Postgres goes down.
         if self.kafka:
             self.kafka.stop()
         if self.postgres:
             self.postgres.stop()
+        if self.lock:
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self):
         return self

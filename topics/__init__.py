@@ -121,6 +121,9 @@ class Topics:
                 value_serializer="json",
                 partitions=spec.partitions or partitions,
                 key_serializer="raw",
+                # faust creates only "internal" topics, with the partitions
+                # above; others would get the broker's default on first use.
+                internal=True,
             )
 
         self.imports = declare(IMPORTS)
