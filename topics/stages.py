@@ -10,7 +10,7 @@ Agents send what the state machine (services/db/jobs.py) tells them to through
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Callable
 
 from soulprint.models import events
@@ -46,7 +46,7 @@ def _by_conversation(e) -> str:
 # large import) holds back every other agent of the same app. So each stage a
 # person waits on gets an app, and with it a consumer group, of its own; only
 # bulk work shares one.
-class Lane(str, Enum):
+class Lane(StrEnum):
     BULK = "bulk"            # chunking: minutes of work per large export (the app id's own group)
     INGEST = "ingest"        # the parse: the start of quick_ready for every import
     QUICK = "quick"          # the quick pass: one LLM call between the parse and quick_ready
