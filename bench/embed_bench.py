@@ -46,10 +46,11 @@ async def rate(embedder: Embedder, texts: list[str]) -> float:
 
 
 def score(query_vecs, doc_vecs, docs, queries, k: int = 5) -> dict:
+    """recall@k and MRR over conversations, overall and per query kind."""
     import numpy as np
 
     sims = np.asarray(query_vecs) @ np.asarray(doc_vecs).T
-    recalls, rr = [], []
+    per_query = []
     for qi, q in enumerate(queries):
         ranked: list[str] = []
         for di in np.argsort(-sims[qi]):
@@ -57,10 +58,16 @@ def score(query_vecs, doc_vecs, docs, queries, k: int = 5) -> dict:
             if conv not in ranked:
                 ranked.append(conv)
         relevant = set(q["conversations"])
-        recalls.append(len(relevant & set(ranked[:k])) / len(relevant))
         first = next((i for i, c in enumerate(ranked) if c in relevant), None)
-        rr.append(0.0 if first is None else 1.0 / (first + 1))
-    return {"recall@5": round(sum(recalls) / len(recalls), 3), "mrr": round(sum(rr) / len(rr), 3)}
+        per_query.append((q["kind"], len(relevant & set(ranked[:k])) / len(relevant),
+                          0.0 if first is None else 1.0 / (first + 1)))
+
+    def mean(rows, i):
+        return round(sum(r[i] for r in rows) / len(rows), 3)
+
+    kinds = sorted({r[0] for r in per_query})
+    return {"recall@5": mean(per_query, 1), "mrr": mean(per_query, 2),
+            "recall@5_by_kind": {kd: mean([r for r in per_query if r[0] == kd], 1) for kd in kinds}}
 
 
 async def bench(spec: str, chunks: dict[str, list], queries: list[dict], tiers: list[str], budget_s: float) -> dict:
