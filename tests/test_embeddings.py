@@ -201,3 +201,15 @@ async def test_fake_refuses_what_bedrock_refuses(bedrock):
     for model, body, expected in cases:
         with pytest.raises(client.exceptions.ValidationException, match=expected.replace("[", r"\[")):
             await asyncio.to_thread(client.invoke_model, modelId=model, body=body, contentType="application/json")
+
+
+async def test_missing_credentials_fail_at_once_with_one_line(bedrock, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    emb = BedrockTitanEmbedder(endpoint_url=bedrock.url, region="us-east-1", sleep=_no_sleep)
+    with pytest.raises(EmbeddingError, match="Unable to locate credentials"):
+        await emb.embed(["hello"], "document")
+    assert bedrock.stats["requests"] == 0

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 import boto3
 import orjson
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
 from soulprint.models.embedding import EmbeddingSpace, EmbedKind
 from soulprint.models.text import one_line
@@ -110,6 +110,8 @@ class BedrockEmbedder(Embedder):
             if code in _RETRYABLE_CODES or status == 429 or (isinstance(status, int) and status >= 500):
                 raise _Retryable(message) from exc
             raise EmbeddingError(f"{self.provider} {self.model}: {message}") from exc
+        except (NoCredentialsError, ParamValidationError) as exc:  # retrying cannot help
+            raise EmbeddingError(one_line(f"{self.provider} {self.model}: {exc}", ERROR_CHARS)) from exc
         except BotoCoreError as exc:  # connection refused, timeouts: the endpoint may come back
             raise _Retryable(one_line(f"{type(exc).__name__}: {exc}", ERROR_CHARS)) from exc
         try:

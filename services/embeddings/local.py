@@ -63,7 +63,7 @@ DEFAULT_LOCAL_MODEL = "wordllama-l2-supercat-256"
 
 
 class LocalEmbedder(Embedder):
-    max_batch = 256
+    max_batch = 64  # a batch of medium chunks is padded to its longest: this bounds the memory
 
     def __init__(self, model: str = DEFAULT_LOCAL_MODEL) -> None:
         spec = LOCAL_MODELS.get(model)
