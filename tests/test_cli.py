@@ -145,7 +145,7 @@ def test_second_import_on_a_busy_data_dir_refuses_in_one_line(data_root):
     first = subprocess.Popen(SOULPRINT + ["import", str(SAMPLE), "--user", "one", "--json"], env=soulprint_env(data_dir),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = data_dir / "soulprint.lock"
-    asyncio.run(wait_until(lambda: _read(lock), lambda text: text.strip() == str(first.pid), limit_s=60,
+    asyncio.run(wait_until(lambda: _read(lock), lambda text: text.strip() == str(first.pid), limit_s=120,
                            what="the first import to hold the data directory"))
     second = run(["import", str(SAMPLE), "--user", "two"], data_dir)
     out, err = first.communicate(timeout=300)
