@@ -72,6 +72,10 @@ class ExportSummary:
     # a hint repeated in many conversations may count more than once).
     # Postgres text cannot hold them.
     nul_stripped: int = 0
+    # Lone UTF-16 surrogates ("\ud800" in the JSON with no partner) replaced
+    # with U+FFFD: they are not characters, and no encoder (UTF-8 for
+    # Postgres, Kafka) can write them.
+    surrogates_replaced: int = 0
     newest_message_time: float | None = None
 
 

@@ -106,6 +106,21 @@ def test_unbalanced_brackets_in_text_still_find_the_end(read_size, monkeypatch):
     assert frame(orjson.dumps(convs)) == convs
 
 
+def test_a_read_that_ends_inside_a_character_is_not_a_refusal(read_size):
+    # A probe of a large element ends where the last read did, often inside a
+    # multi-byte character: that is more to read, not invalid UTF-8 for ijson.
+    convs = [conversation(0), conversation(1, text="café 🙂 日本語 " * 30_000), conversation(2)]
+    f = framer(orjson.dumps(convs))
+    assert list(f) == convs
+    assert not f.handed_off
+
+
+@pytest.mark.parametrize("tail, cut", [(b"ab", 2), (b"a\xc3", 1), (b"a\xc3\xa9", 3), (b"a\xf0\x9f\x99", 1),
+                                       (b"a\xf0\x9f\x99\x82", 5), (b"a\xe6\x97", 1), (b"\x82", 1)])
+def test_whole_chars_drops_only_a_cut_character(tail, cut):
+    assert framing.whole_chars(bytearray(tail)) == cut
+
+
 def test_a_lone_surrogate_hands_the_rest_to_ijson(read_size):
     data = b'[{"title":"a"},{"title":"b \\ud800 c"},{"title":"d"}]'
     f = framer(data)

@@ -16,6 +16,7 @@ import pytest
 
 from soulprint.domain.parsing import CODES, ExportError, ExportReader, ParseLimits, require_c_backend
 from soulprint.domain.parsing import backend as parsing_backend
+from soulprint.domain.parsing.surrogates import SurrogateScrubber
 from soulprint.models.domain import Conversation
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exports"
@@ -749,6 +750,58 @@ def test_nul_is_stripped_on_every_parse_path(tmp_path, shape):
     nul_convs = [c for c in got if c.id in ("b", "c")]
     assert nul_convs and all(texts(c)[0] == "beforeafter" for c in nul_convs)
     assert reader.summary.nul_stripped == len(nul_convs)
+
+
+# ----------------------------------------------------------------- lone surrogates
+
+def _claude_chat(cid: str, text: str) -> dict:
+    return {"uuid": cid, "name": "C", "created_at": "2024-01-01T10:00:00Z", "updated_at": "2024-01-01T10:00:00Z",
+            "chat_messages": [{"uuid": "m1", "sender": "human", "text": "",
+                               "content": [{"type": "text", "text": text}]}]}
+
+
+@pytest.mark.parametrize("escape, expected, replaced", [
+    ("\\ud800", "a\ufffdb", 1),          # a high surrogate alone (yajl made it "?")
+    ("\\udc00", "a\ufffdb", 1),          # a low one alone (yajl's bytes failed the import as invalid UTF-8)
+    ("\\uD83D\\u0041", "a\ufffdAb", 1),  # a high one before a plain escape (yajl merged the two)
+    ("\\ud83d\\ude00", "a\U0001f600b", 0),  # a pair is a character: left alone
+    ("\\\\ud800", "a\\ud800b", 0),       # an escaped backslash, then text
+])
+@pytest.mark.parametrize("shape", ["list", "wrapped", "single", "zip", "claude"])
+def test_lone_surrogates_are_replaced_and_counted_on_every_parse_path(tmp_path, shape, escape, expected, replaced):
+    # list / wrapped / claude: framed for orjson, which refuses the string and
+    # hands off to ijson; single: ijson throughout; zip: streamed from a member.
+    if shape == "claude":
+        convs = [_claude_chat("a", "before"), _claude_chat("b", "aQQQb"), _claude_chat("c", "after")]
+    else:
+        convs = [simple_chat("a"), simple_chat("b", question="aQQQb"), simple_chat("c")]
+    value = {"wrapped": {"conversations": convs}, "single": convs[1]}.get(shape, convs)
+    data = json.dumps(value).replace("QQQ", escape)
+    if shape == "zip":
+        path = make_zip(tmp_path / "e.zip", {"conversations.json": data})
+    else:
+        path = tmp_path / "conversations.json"
+        path.write_text(data, encoding="ascii")
+    got, reader = read_all(path)
+    assert texts(by_id(got)["b"])[0] == expected
+    assert [c.id for c in got] == (["b"] if shape == "single" else ["a", "b", "c"])
+    assert reader.summary.surrogates_replaced == replaced
+    for text in emitted_strings(got, reader):
+        text.encode("utf-8")  # what Postgres and Kafka need: no surrogate left
+
+
+def test_a_lone_surrogate_split_across_reads_is_still_found():
+    data = b'["x\\ud800", "\\ud83d\\ude00", "\\\\ud800", "\\udfff\\udfff", "\\\\\\udc00"]'
+    whole = SurrogateScrubber().feed(data, final=True)
+    assert whole == (data.replace(b"x\\ud800", b"x\\ufffd").replace(b"\\udfff", b"\\ufffd")
+                     .replace(b"\\\\\\udc00", b"\\\\\\ufffd"), 4)
+    for size in range(1, 14):
+        scrubber, out, replaced = SurrogateScrubber(), b"", 0
+        for i in range(0, len(data), size):
+            part, n = scrubber.feed(data[i:i + size])
+            out, replaced = out + part, replaced + n
+        part, n = scrubber.feed(b"", final=True)
+        assert (out + part, replaced + n) == whole, size
 
 
 def test_a_raw_nul_byte_is_invalid_json(tmp_path):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from .errors import ExportError, fmt_size
 from .limits import ParseLimits
+from .surrogates import SurrogateScrubber
 
 # Deletes every byte but the four brackets, then maps opens to "(" and closes to ")".
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
@@ -73,10 +74,11 @@ def nesting_exceeds(parens: bytes, limit: int) -> bool:
 class Budget:
     """Total uncompressed bytes read for one export, shared by its readers."""
 
-    __slots__ = ("used", "limit", "code", "what")
+    __slots__ = ("used", "limit", "code", "what", "surrogates")
 
     def __init__(self, limit: int, code: str, what: str) -> None:
         self.used = 0
+        self.surrogates = 0  # lone surrogates replaced in what ijson parsed (see surrogates.py)
         self.limit = limit
         self.code = code  # "zip_bomb" for archives, "too_large" for files and folders
         self.what = what  # the export's display name, for messages
@@ -87,7 +89,7 @@ class CappedReader:
 
     __slots__ = (
         "_raw", "name", "_limits", "_budget", "bytes_read", "_since_mark",
-        "_depth", "_compressed", "_first", "guard_depth",
+        "_depth", "_compressed", "_first", "guard_depth", "_scrubber", "_raw_done",
     )
 
     def __init__(self, raw, name: str, limits: ParseLimits, budget: Budget,
@@ -102,8 +104,11 @@ class CappedReader:
         self._compressed = compressed_size  # zip members only
         self._first = True
         # The framer (framing.ArrayItems) checks each element's nesting itself,
-        # exactly per element, and switches this off; ijson needs it on.
+        # exactly per element, and switches this off; ijson needs it on, and
+        # lone surrogates replaced (orjson refuses them, yajl mangles them).
         self.guard_depth = True
+        self._scrubber = SurrogateScrubber()
+        self._raw_done = False
 
     @property
     def limits(self) -> ParseLimits:
@@ -123,8 +128,25 @@ class CappedReader:
             return b""  # ijson probes read(0) to tell bytes from text
         if n is None or n < 0:
             n = 1 << 16  # never an unbounded read
+        while True:
+            data = self._read(n)
+            if not self.guard_depth:
+                return data
+            # The scrubber may hold back the last bytes of a chunk (half an escape).
+            data = self.scrub(data, final=not data)
+            if data or self._raw_done:
+                return data
+
+    def scrub(self, data: bytes, final: bool = False) -> bytes:
+        """``data`` with lone surrogate escapes replaced (streaming: a tail may come back later)."""
+        out, replaced = self._scrubber.feed(data, final)
+        self._budget.surrogates += replaced
+        return out
+
+    def _read(self, n: int) -> bytes:
         data = self._raw.read(n)
         if not data:
+            self._raw_done = True
             return data
         if self._first:
             self._first = False

@@ -289,6 +289,10 @@ class ArrayItems:
         gives the end, and the exact slice is parsed again. None when the
         element runs past the slice.
         """
+        if stop is None and not self.eof:
+            # A read may end inside a UTF-8 character, which orjson calls
+            # invalid UTF-8 (not the end of data): probe up to the last whole one.
+            stop = whole_chars(self.buf)
         try:
             return [self._loads(start, stop), len(self.buf) if stop is None else stop]
         except orjson.JSONDecodeError as e:
@@ -433,6 +437,7 @@ class ArrayItems:
         self.buf = bytearray()
         self.reader.guard_depth = True
         self.reader.check_depth(tail)
+        tail = self.reader.scrub(tail)
         try:
             for _ in backend.yajl2_c.basic_parse(_Replay(tail, self.reader)):
                 pass
@@ -447,6 +452,7 @@ class ArrayItems:
         self.buf = bytearray()
         self.reader.guard_depth = True
         self.reader.check_depth(head)
+        head = self.reader.scrub(head)
         yield from iter_items(_Replay(head, self.reader), "conversations.item" if self.wrapped else "item")
 
     # ------------------------------------------------------------------ errors
@@ -476,6 +482,18 @@ class ArrayItems:
         return ExportError(
             "not_json", f"invalid JSON in {self.reader.name} within the first {self.reader.bytes_read:,} bytes: {what}",
         )
+
+
+def whole_chars(buf: bytearray) -> int:
+    """``len(buf)``, less the first bytes of a UTF-8 character cut off at its end."""
+    end = len(buf)
+    lead = end - 1
+    while lead >= 0 and end - lead <= 4 and buf[lead] & 0xC0 == 0x80:  # continuation bytes
+        lead -= 1
+    if lead < 0 or buf[lead] < 0xC0:
+        return end  # ASCII (or stray continuation bytes: orjson explains those)
+    size = 2 if buf[lead] < 0xE0 else 3 if buf[lead] < 0xF0 else 4
+    return lead if end - lead < size else end
 
 
 class _Replay:

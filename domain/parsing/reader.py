@@ -116,6 +116,7 @@ class ExportReader:
                         summary.excluded = chatgpt.excluded
                         summary.hidden_messages = chatgpt.hidden
                         summary.nul_stripped = nul.count
+                        summary.surrogates_replaced = budget.surrogates
                         if conv is None:
                             continue
                         msgs = conv.messages
@@ -135,6 +136,7 @@ class ExportReader:
             summary.excluded = chatgpt.excluded
             summary.hidden_messages = chatgpt.hidden
             summary.nul_stripped = nul.count
+            summary.surrogates_replaced = budget.surrogates
             if summary.conversations == 0:
                 raise ExportError("empty", _empty_message(src.display, summary))
         finally:
