@@ -48,6 +48,8 @@ def job_json(job: Job, extra: dict[str, Any] | None = None) -> dict[str, Any]:
             "messages": job.messages,
             "excluded": job.excluded,
             "empty": job.empty,
+            "nul_stripped": job.nul_stripped,
+            "surrogates_replaced": job.surrogates_replaced,
             "conversations_chunked": job.conversations_chunked,
             "chunks": {
                 "micro": job.chunks_micro,
@@ -166,6 +168,14 @@ class ProgressView:
         return f"{stage:<9} {_bar(fraction)} {fraction * 100:5.1f}%  {note}"
 
 
+def _cleaned(job: Job) -> str:
+    """What the parser had to change in the texts, when it changed anything."""
+    done = [f"{n:,} {what}" for n, what in ((job.nul_stripped, "NUL characters removed"),
+                                           (job.surrogates_replaced, "lone surrogates replaced with U+FFFD"))
+            if n]
+    return f" ({', '.join(done)})" if done else ""
+
+
 def summary_text(job: Job, extra: dict[str, Any] | None = None) -> str:
     d = stage_durations(job)
     extra = extra or {}
@@ -178,7 +188,7 @@ def summary_text(job: Job, extra: dict[str, Any] | None = None) -> str:
     lines += [
         f"  conversations  {job.conversations:,} imported, {job.excluded:,} excluded (do not remember),"
         f" {job.empty:,} empty",
-        f"  messages       {job.messages:,}",
+        f"  messages       {job.messages:,}" + _cleaned(job),
         f"  chunks         {job.chunks_micro:,} micro, {job.chunks_medium:,} medium,"
         f" {job.chunks_macro:,} macro",
         "  durations      " + ", ".join(f"{k} {v:.2f}s" for k, v in d.items()),

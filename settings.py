@@ -116,6 +116,9 @@ class Settings:
     kafka_rebalance_timeout_s: float = 1.0
     # The largest event a producer sends or a consumer fetches (see check_event_size).
     max_event_bytes: int = 65 * MiB
+    # A conversation whose messages take more than this in an event is stored
+    # in Postgres by ingest and its event carries a reference instead.
+    inline_conversation_bytes: int = 1 * MiB
     # Events a faust stream holds before its agent takes them: events carry
     # whole conversations, so a small buffer keeps a waiting stage's memory low.
     stream_buffer: int = 256
@@ -186,6 +189,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_session_timeout_s=r.number("SOULPRINT_KAFKA_SESSION_TIMEOUT", 3.0, minimum=0.1),
         kafka_rebalance_timeout_s=r.number("SOULPRINT_KAFKA_REBALANCE_TIMEOUT", 1.0, minimum=0.1),
         max_event_bytes=r.integer("SOULPRINT_MAX_EVENT_BYTES", 65 * MiB, minimum=MiB),
+        inline_conversation_bytes=r.integer("SOULPRINT_INLINE_CONVERSATION_BYTES", MiB, minimum=1),
         stream_buffer=r.integer("SOULPRINT_STREAM_BUFFER", 256, minimum=1),
         broker_timeout_s=r.number("SOULPRINT_BROKER_TIMEOUT", 30.0, minimum=1.0),
         batch_size=r.integer("SOULPRINT_BATCH_SIZE", 200, minimum=1),
@@ -260,16 +264,12 @@ def _llm(r: _Reader) -> LLMConfig:
 
 
 def check_event_size(settings: Settings) -> None:
-    """One event must hold the largest conversation the parser lets through.
-
-    Conversation events carry the whole conversation today; when large ones
-    travel by reference instead, this is the one check to change.
-    """
-    needed = settings.parse_limits.max_conversation_bytes + EVENT_ENVELOPE_BYTES
+    """One event must hold the largest conversation sent inline; larger ones go by reference."""
+    needed = settings.inline_conversation_bytes + EVENT_ENVELOPE_BYTES
     if settings.max_event_bytes < needed:
         raise SettingsError(
             f"SOULPRINT_MAX_EVENT_BYTES ({settings.max_event_bytes}) cannot hold a conversation of "
-            f"SOULPRINT_MAX_CONVERSATION_BYTES ({settings.parse_limits.max_conversation_bytes}) plus "
+            f"SOULPRINT_INLINE_CONVERSATION_BYTES ({settings.inline_conversation_bytes}) plus "
             f"{EVENT_ENVELOPE_BYTES} bytes of envelope: raise the first to at least {needed} or lower the second"
         )
 

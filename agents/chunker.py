@@ -4,6 +4,11 @@ Take a batch of conversation events from the stream, cut each conversation
 into micro, medium and macro chunks (pure domain code), write the batch to
 Postgres in one transaction, emit one ConversationChunked per conversation,
 and close any job whose every conversation is now chunked.
+
+A conversation sent by reference (too large for an event) is loaded from
+Postgres and chunked on its own, after the batch, one at a time: its payload
+is decoded and dropped, its chunks are written as they are cut, and the
+transaction that writes them deletes the payload.
 """
 
 from __future__ import annotations
@@ -13,12 +18,21 @@ import logging
 
 from soulprint.agents.containment import contained
 from soulprint.agents.flow import complete_if_chunked, emit
-from soulprint.domain.chunking import chunk_conversation
-from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported, IngestCompleted
+from soulprint.agents.offload import iterate_in_thread
+from soulprint.domain.chunking import chunk_conversation, iter_chunks
+from soulprint.models.events import (
+    ChunkRef,
+    ConversationChunked,
+    ConversationImported,
+    IngestCompleted,
+    messages_from_payload,
+)
 from soulprint.models.jobs import JobStatus
 from soulprint.services.db import ChunkWrite
 
 log = logging.getLogger("soulprint.agents.chunker")
+
+_STREAM_BATCH = 2000  # chunks of a conversation sent by reference cut ahead of the write
 
 
 def register(rt) -> None:
@@ -35,27 +49,38 @@ def register(rt) -> None:
 async def chunk_batch(rt, batch: list) -> None:
     conversations = [e for e in batch if isinstance(e, ConversationImported)]
     completed = [e for e in batch if isinstance(e, IngestCompleted)]
-    try:
-        written = await write_batch(rt, conversations)
-    except Exception:  # noqa: BLE001 - find the poison message one by one
-        written = []
-        for event in conversations:
-            async def one(event=event):
-                written.extend(await write_batch(rt, [event]))
-            await contained(rt, "chunker", event, one)
-
-    await emit(rt, (
-        ConversationChunked(
-            job_id=w.job_id, user_id=w.user_id, conversation_id=w.conversation.id,
-            chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count) for k in w.chunks],
-        )
-        for w in written
-    ))
+    await chunk_and_emit(rt, [e for e in conversations if not e.by_reference])
+    for event in conversations:
+        if event.by_reference:  # tens of MB each: one at a time
+            await contained(rt, "chunker", event, lambda event=event: chunk_stored(rt, event))
     for job_id in sorted({e.job_id for e in conversations} | {e.job_id for e in completed}):
         try:
             await complete_if_chunked(rt, job_id)
         except Exception:  # noqa: BLE001 - the reconciler notices a job that stops moving
             log.exception("completion check failed for job %s", job_id)
+
+
+async def chunk_and_emit(rt, events: list[ConversationImported]) -> None:
+    if not events:
+        return
+    try:
+        written = await write_batch(rt, events)
+    except Exception:  # noqa: BLE001 - find the poison message one by one
+        written = []
+        for event in events:
+            async def one(event=event):
+                written.extend(await write_batch(rt, [event]))
+            await contained(rt, "chunker", event, one)
+    # Only the medium chunks travel on: they are what fact extraction reads (the
+    # reconciler's re-drives send the same); every tier is in Postgres.
+    await emit(rt, (
+        ConversationChunked(
+            job_id=w.job_id, user_id=w.user_id, conversation_id=w.conversation.id,
+            chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count)
+                    for k in w.chunks if k.tier == "medium"],
+        )
+        for w in written
+    ))
 
 
 async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite]:
@@ -64,6 +89,23 @@ async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite
     # between the interpreter's switches instead of after the whole batch.
     writes = await asyncio.to_thread(_chunk_all, events, rt.settings.chunking)
     return await rt.db.jobs.write_chunks(writes)
+
+
+async def chunk_stored(rt, event: ConversationImported) -> None:
+    """A conversation sent by reference: load and decode its payload, then cut its chunks in
+    a thread while they are written (never all three tiers in memory at once)."""
+    stored = await rt.db.chunks.load_payload(event.job_id, event.conversation_id)
+    if stored is None:
+        return  # chunked already (a redelivery), or its job failed: nothing left to do
+    conv = await asyncio.to_thread(lambda: event.to_domain(messages_from_payload(stored)))
+    del stored  # the decoded messages are all that is needed now
+    batches = iterate_in_thread(iter_chunks(event.user_id, conv, rt.settings.chunking),
+                                batch_size=_STREAM_BATCH, ahead=2)
+    try:
+        moved = await rt.db.jobs.write_stored_chunks(event.job_id, event.user_id, conv, batches)
+    finally:
+        await batches.aclose()
+    await emit(rt, moved.emit)
 
 
 def _chunk_all(events: list[ConversationImported], config) -> list[ChunkWrite]:

@@ -4,6 +4,11 @@ Receive an ImportRequested, claim the job, stream the export through the
 parser (in a thread, constant memory), emit one ConversationImported per
 conversation while keeping a bounded sample of the richest ones, record the
 totals, hand the sample to the quick pass, then emit IngestCompleted.
+
+A conversation whose messages would take more than
+SOULPRINT_INLINE_CONVERSATION_BYTES in its event is stored in Postgres first
+and its event carries a reference instead (models/events.py): events stay
+small, and no producer batch or consumer fetch ever holds a large conversation.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.parsing import ExportReader
 from soulprint.domain.sampling import ConversationSampler
-from soulprint.models.events import ConversationImported, ImportRequested
+from soulprint.models.events import ConversationImported, ImportRequested, inline_bytes, inline_bytes_bound, payload
 from soulprint.models.jobs import JobStatus
 
 
@@ -42,6 +47,7 @@ async def ingest_export(rt, event: ImportRequested) -> None:
         for conv in reader:
             sampler.add(conv)
             yield conv
+            del conv  # not held while the next one is parsed
 
     with rt.parsing:
         await emit_conversations(rt, event, reader, parse_and_sample())
@@ -51,10 +57,13 @@ async def ingest_export(rt, event: ImportRequested) -> None:
 async def emit_conversations(rt, event: ImportRequested, reader: ExportReader, conversations) -> None:
     seq = 0
     last_report = time.monotonic()
-    async for batch in iterate_in_thread(conversations):
-        await emit(rt, (ConversationImported.from_domain(event.job_id, event.user_id, seq + i, conv)
-                        for i, conv in enumerate(batch)))
-        seq += len(batch)
+    # Batches (and what the parser may run ahead) are bounded by text size too.
+    async for batch in iterate_in_thread(conversations, weigh=text_chars,
+                                         batch_weight=rt.settings.inline_conversation_bytes):
+        for conv in batch:
+            await emit(rt, [await conversation_event(rt, event, seq, conv)])
+            seq += 1
+        del batch, conv  # a large conversation is not kept while the next one is parsed
         # Status-table writes are batched by time, not per conversation.
         if time.monotonic() - last_report >= rt.settings.progress_interval_s:
             last_report = time.monotonic()
@@ -63,6 +72,21 @@ async def emit_conversations(rt, event: ImportRequested, reader: ExportReader, c
                 event.job_id, bytes_read=s.bytes_read, bytes_total=reader.bytes_total,
                 conversations=s.conversations, messages=s.messages, excluded=s.excluded,
             )
+
+
+def text_chars(conv) -> int:
+    return sum(len(m.text) for m in conv.messages)
+
+
+async def conversation_event(rt, event: ImportRequested, seq: int, conv) -> ConversationImported:
+    """The conversation inline, or stored first and referenced when its messages would not fit."""
+    limit = rt.settings.inline_conversation_bytes
+    if inline_bytes_bound(conv) > limit:  # rare: only then is it serialised to be measured
+        stored = payload(conv)
+        if inline_bytes(conv, stored) > limit:
+            await rt.db.chunks.store_payload(event.job_id, event.user_id, conv.id, stored)
+            return ConversationImported.from_domain(event.job_id, event.user_id, seq, conv, stored=stored)
+    return ConversationImported.from_domain(event.job_id, event.user_id, seq, conv)
 
 
 async def finish_export(rt, event: ImportRequested, reader: ExportReader, sampler: ConversationSampler) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from soulprint.domain.tokens import CHARS_PER_TOKEN, estimate_tokens
 from soulprint.models.domain import Chunk, Conversation
@@ -212,18 +212,18 @@ def _tail(text: str, max_chars: int) -> str:
 # Tiers
 
 
-def _micro_pieces(msgs: list[_Msg], micro_chars: int) -> list[tuple[_Msg, str]]:
-    out: list[tuple[_Msg, str]] = []
+def _micro_pieces(msgs: list[_Msg], micro_chars: int) -> Iterator[tuple[_Msg, str]]:
+    """One message's pieces at a time: together they are a copy of the whole text."""
     for msg in msgs:
         if msg.role not in _MICRO_ROLES:
             continue
         # The label is part of the content, so it comes out of the budget.
         limit = micro_chars - len(msg.label) - 2
         if len(msg.text) <= limit:
-            out.append((msg, msg.text))
+            yield msg, msg.text
         else:
-            out.extend((msg, piece) for piece in _split_text(msg.text, limit, msg.ends))
-    return out
+            for piece in _split_text(msg.text, limit, msg.ends):
+                yield msg, piece
 
 
 def _units(msgs: list[_Msg], piece_cost: int, measure: _Measure) -> list[_Unit]:
@@ -288,13 +288,19 @@ def _pack(units: list[_Unit], budget: int, overlap: int, header_cost: int, measu
 def chunk_conversation(user_id: str, conv: Conversation, config: ChunkingConfig = ChunkingConfig()) -> list[Chunk]:
     """All micro, medium and macro chunks of one conversation, in that order,
     each tier indexed from 0 in conversation order."""
+    return list(iter_chunks(user_id, conv, config))
+
+
+def iter_chunks(user_id: str, conv: Conversation, config: ChunkingConfig = ChunkingConfig()) -> Iterator[Chunk]:
+    """The chunks of ``chunk_conversation`` one at a time: a conversation of tens of MB
+    need not have its three tiers (three times its text) in memory at once."""
     msgs = [
         _Msg(m.id, m.role, role_label(m.role), text, m.time)
         for m in conv.messages
         if (text := m.text.strip())
     ]
     if not msgs:
-        return []
+        return
     # Messages without a time fall back on the conversation's own times, so
     # that recency decisions still see something.
     fallback_time = conv.updated_at if conv.updated_at is not None else conv.created_at
@@ -306,26 +312,22 @@ def chunk_conversation(user_id: str, conv: Conversation, config: ChunkingConfig 
     title = " ".join((conv.title or "").split())[:_MAX_TITLE_CHARS]
     header = f"Conversation: {title}" if title else ""
 
-    chunks: list[Chunk] = []
-
-    def add(tier: str, index: int, lines: list[str], message_ids: list[str], times: list[float | None]) -> None:
+    def make(tier: str, index: int, lines: list[str], message_ids: list[str], times: list[float | None]) -> Chunk:
         content = "\n".join(lines)
         known = [t for t in times if t is not None]
-        chunks.append(
-            Chunk(
-                id=chunk_id(user_id, conv.id, tier, index),
-                conversation_id=conv.id,
-                tier=tier,
-                index=index,
-                content=content,
-                token_count=estimate_tokens(content),
-                message_ids=list(dict.fromkeys(message_ids)),  # ordered, no duplicates
-                newest_time=max(known) if known else fallback_time,
-            )
+        return Chunk(
+            id=chunk_id(user_id, conv.id, tier, index),
+            conversation_id=conv.id,
+            tier=tier,
+            index=index,
+            content=content,
+            token_count=estimate_tokens(content),
+            message_ids=list(dict.fromkeys(message_ids)),  # ordered, no duplicates
+            newest_time=max(known) if known else fallback_time,
         )
 
     for index, (msg, piece) in enumerate(_micro_pieces(msgs, config.micro_chars)):
-        add("micro", index, [f"{msg.label}: {piece}"], [msg.id], [msg.time])
+        yield make("micro", index, [f"{msg.label}: {piece}"], [msg.id], [msg.time])
 
     tiers = (
         ("medium", config.medium_tokens, config.medium_overlap_tokens, _TOKENS),
@@ -340,5 +342,4 @@ def chunk_conversation(user_id: str, conv: Conversation, config: ChunkingConfig 
         for index, group in enumerate(_pack(units, budget, overlap, header_cost, measure)):
             lines = [header] if header else []
             lines.extend(u.line for u in group)
-            add(tier, index, lines, [u.message_id for u in group], [u.time for u in group])
-    return chunks
+            yield make(tier, index, lines, [u.message_id for u in group], [u.time for u in group])

@@ -14,6 +14,7 @@ import time
 from typing import List, Optional
 
 import faust
+import orjson
 
 from soulprint.models.domain import Conversation, Message
 
@@ -50,7 +51,14 @@ class MessageRecord(faust.Record, serializer="json", include_metadata=False):
 
 
 class ConversationImported(ConversationsEvent, namespace="soulprint.ConversationImported"):
-    """One conversation's active path, normalised to text, in order."""
+    """One conversation's active path, normalised to text, in order.
+
+    Inline (``by_reference`` false, schema 1): the messages travel in the
+    event. By reference (schema 2): they are too large for an event and wait
+    in Postgres (``conversation_payloads``, keyed by job and conversation, as
+    ``payload()`` bytes); the event carries no messages. Events from before
+    by-reference existed read as inline.
+    """
 
     conversation_id: str = ""
     title: Optional[str] = None
@@ -59,9 +67,13 @@ class ConversationImported(ConversationsEvent, namespace="soulprint.Conversation
     updated_at: Optional[float] = None
     seq: int = 0  # position in the export, for logs and replay checks
     messages: List[MessageRecord] = []
+    by_reference: bool = False
+    payload_bytes: int = 0  # size of the stored payload (by reference), for operators
 
     @classmethod
-    def from_domain(cls, job_id: str, user_id: str, seq: int, conv: Conversation) -> "ConversationImported":
+    def from_domain(cls, job_id: str, user_id: str, seq: int, conv: Conversation,
+                    stored: bytes | None = None) -> "ConversationImported":
+        """The event for ``conv``; ``stored`` is its payload when the messages were stored instead."""
         return cls(
             job_id=job_id,
             user_id=user_id,
@@ -71,17 +83,22 @@ class ConversationImported(ConversationsEvent, namespace="soulprint.Conversation
             created_at=conv.created_at,
             updated_at=conv.updated_at,
             seq=seq,
-            messages=[MessageRecord(id=m.id, role=m.role, text=m.text, time=m.time) for m in conv.messages],
+            messages=[] if stored is not None else [
+                MessageRecord(id=m.id, role=m.role, text=m.text, time=m.time) for m in conv.messages],
+            by_reference=stored is not None,
+            payload_bytes=len(stored) if stored is not None else 0,
+            schema_version=2 if stored is not None else 1,
         )
 
-    def to_domain(self) -> Conversation:
+    def to_domain(self, messages: list[Message] | None = None) -> Conversation:
+        """The conversation; by reference, ``messages`` are the ones loaded from its payload."""
         return Conversation(
             id=self.conversation_id,
             title=self.title,
             created_at=self.created_at,
             updated_at=self.updated_at,
             source=self.source,
-            messages=[_message(m) for m in self.messages],
+            messages=messages if messages is not None else [_message(m) for m in self.messages],
         )
 
 
@@ -91,6 +108,40 @@ def _message(m) -> Message:
     if isinstance(m, dict):
         return Message(id=m["id"], role=m["role"], text=m["text"], time=m.get("time"))
     return Message(id=m.id, role=m.role, text=m.text, time=m.time)
+
+
+# -- conversations too large for an event ----------------------------------
+#
+# A payload is the messages as compact JSON lists, [[id, role, text, time], ...]
+# (lists: a tenth of a dict's memory per message when loaded). The same
+# messages inline are records, {"id":..,"role":..,"text":..,"time":..}: the
+# payload's bytes plus the four keys per message, exactly (orjson both ways).
+_RECORD_KEYS = len(b'"id":"role":"text":"time":')
+# No character takes more than 6 bytes in JSON (an escaped control character).
+_MAX_CHAR_BYTES = 6
+_MAX_MESSAGE_OVERHEAD = _RECORD_KEYS + 64  # brackets, quotes, commas, role, a float time
+
+
+def payload(conv: Conversation) -> bytes:
+    """The messages of ``conv`` as stored by reference."""
+    return orjson.dumps([[m.id, m.role, m.text, m.time] for m in conv.messages])
+
+
+def messages_from_payload(data: bytes) -> list[Message]:
+    return [Message(mid, role, text, t) for mid, role, text, t in orjson.loads(data)]
+
+
+def inline_bytes_bound(conv: Conversation) -> int:
+    """An upper bound of the bytes ``conv``'s messages take inline in an event, without serialising."""
+    chars = 0
+    for m in conv.messages:
+        chars += len(m.text) + len(m.id)
+    return chars * _MAX_CHAR_BYTES + len(conv.messages) * _MAX_MESSAGE_OVERHEAD
+
+
+def inline_bytes(conv: Conversation, stored: bytes) -> int:
+    """The bytes ``conv``'s messages take inline in an event, exactly, from its payload."""
+    return len(stored) + _RECORD_KEYS * len(conv.messages)
 
 
 class IngestCompleted(ConversationsEvent, namespace="soulprint.IngestCompleted"):

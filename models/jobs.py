@@ -76,6 +76,8 @@ class Job:
     messages: int
     excluded: int
     empty: int
+    nul_stripped: int  # NUL characters the parser removed from the export's texts
+    surrogates_replaced: int  # lone UTF-16 surrogates it replaced with U+FFFD
     newest_message_at: datetime | None
     conversations_chunked: int
     chunks_micro: int

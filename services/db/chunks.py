@@ -4,13 +4,17 @@ A job writes only its own rows, keyed (job_id, conversation_id) and
 (job_id, chunk_id); chunk ids are uuid5(user, conversation, tier, index), the
 same in every job, so a re-import of unchanged content has the same ids. The
 functions taking ``conn`` run inside a job transition (services/db/jobs.py).
+
+A conversation too large for its event waits in ``conversation_payloads``
+(keyed like the job's conversations) from ingest until the transaction that
+writes its chunks, which deletes it; a failed or retired job's go with its rows.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 
@@ -72,33 +76,73 @@ async def insert_conversations(conn: asyncpg.Connection, writes: Sequence[ChunkW
     new_writes = [w for w in writes if (w.job_id, w.conversation.id) in fresh_keys]
     if not new_writes:
         return []
+    await _copy_chunks(conn, (
+        _chunk_record(w.job_id, w.user_id, w.conversation, k) for w in new_writes for k in w.chunks
+    ))
+    await _carry_embeddings(conn, sorted({w.user_id for w in new_writes}))
+    return new_writes
+
+
+async def insert_streamed(conn: asyncpg.Connection, job_id: str, user_id: str, conv: Conversation,
+                          batches: AsyncIterator[list[Chunk]]) -> tuple[dict[str, int], list[Chunk]] | None:
+    """One large conversation, its chunks written as they come: (tier counts, its medium
+    chunks without their content), or None if the job had it already."""
+    fresh = await conn.fetchval(
+        """
+        INSERT INTO conversations (user_id, conversation_id, job_id, title, source, created_at,
+               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0)
+        ON CONFLICT (job_id, conversation_id) DO NOTHING
+        RETURNING true
+        """,
+        user_id, conv.id, job_id, conv.title, conv.source, ts(conv.created_at), ts(conv.updated_at),
+        len(conv.messages), ts(conv.newest_time),
+    )
+    if not fresh:
+        return None
+    counts = dict.fromkeys(TIERS, 0)
+    medium: list[Chunk] = []
+
+    async def records():
+        async for batch in batches:
+            for k in batch:
+                counts[k.tier] += 1
+                yield _chunk_record(job_id, user_id, conv, k)
+                if k.tier == "medium":
+                    medium.append(replace(k, content=""))
+
+    await _copy_chunks(conn, records())
+    await _carry_embeddings(conn, [user_id])
+    await conn.execute(
+        "UPDATE conversations SET chunks_micro = $3, chunks_medium = $4, chunks_macro = $5"
+        " WHERE job_id = $1 AND conversation_id = $2",
+        job_id, conv.id, counts["micro"], counts["medium"], counts["macro"],
+    )
+    return counts, medium
+
+
+_CHUNK_COLUMNS = ["chunk_id", "user_id", "job_id", "conversation_id", "conversation_title", "tier",
+                  "chunk_index", "content", "token_count", "message_ids", "message_at"]
+
+
+def _chunk_record(job_id: str, user_id: str, conv: Conversation, k: Chunk) -> tuple:
+    return (k.id, user_id, job_id, conv.id, conv.title, k.tier, k.index, k.content, k.token_count,
+            k.message_ids, ts(k.newest_time))
+
+
+async def _copy_chunks(conn: asyncpg.Connection, records) -> None:
+    """COPY chunk rows (an iterable or async iterable) into a staging table, then into
+    conversation_chunks; the staging rows stay until commit (for _carry_embeddings)."""
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS chunk_stage (LIKE conversation_chunks INCLUDING DEFAULTS)"
         " ON COMMIT DELETE ROWS"
     )
-    await conn.copy_records_to_table(
-        "chunk_stage",
-        columns=["chunk_id", "user_id", "job_id", "conversation_id", "conversation_title", "tier",
-                 "chunk_index", "content", "token_count", "message_ids", "message_at"],
-        records=(
-            (k.id, w.user_id, w.job_id, w.conversation.id, w.conversation.title, k.tier,
-             k.index, k.content, k.token_count, k.message_ids, ts(k.newest_time))
-            for w in new_writes
-            for k in w.chunks
-        ),
-    )
+    await conn.copy_records_to_table("chunk_stage", columns=_CHUNK_COLUMNS, records=records)
+    columns = ", ".join(_CHUNK_COLUMNS)
     await conn.execute(
-        """
-        INSERT INTO conversation_chunks (chunk_id, user_id, job_id, conversation_id, conversation_title,
-               tier, chunk_index, content, token_count, message_ids, message_at)
-        SELECT chunk_id, user_id, job_id, conversation_id, conversation_title, tier, chunk_index,
-               content, token_count, message_ids, message_at
-          FROM chunk_stage
-        ON CONFLICT (job_id, chunk_id) DO NOTHING
-        """
+        f"INSERT INTO conversation_chunks ({columns}) SELECT {columns} FROM chunk_stage"
+        " ON CONFLICT (job_id, chunk_id) DO NOTHING"
     )
-    await _carry_embeddings(conn, sorted({w.user_id for w in new_writes}))
-    return new_writes
 
 
 async def _carry_embeddings(conn: asyncpg.Connection, user_ids: list[str]) -> None:
@@ -145,14 +189,61 @@ async def medium_count(conn: asyncpg.Connection, job_id: str) -> int:
 
 
 async def delete_job_rows(conn: asyncpg.Connection, job_ids: Sequence[str]) -> None:
-    """Everything the chunker wrote for these jobs (embeddings go with their chunks)."""
+    """Everything ingest and the chunker wrote for these jobs (embeddings go with their chunks)."""
     await conn.execute("DELETE FROM conversation_chunks WHERE job_id = ANY($1::text[])", list(job_ids))
     await conn.execute("DELETE FROM conversations WHERE job_id = ANY($1::text[])", list(job_ids))
+    await delete_payloads(conn, job_ids)
+
+
+async def delete_payloads(conn: asyncpg.Connection, job_ids: Sequence[str],
+                          conversation_ids: Sequence[str] | None = None) -> None:
+    """The stored payloads of these jobs: all of them, or of (job_ids[i], conversation_ids[i])."""
+    if conversation_ids is None:
+        await conn.execute("DELETE FROM conversation_payloads WHERE job_id = ANY($1::text[])", list(job_ids))
+        return
+    await conn.execute(
+        "DELETE FROM conversation_payloads p USING unnest($1::text[], $2::text[]) AS k(j, c)"
+        " WHERE p.job_id = k.j AND p.conversation_id = k.c",
+        list(job_ids), list(conversation_ids),
+    )
 
 
 class Chunks:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    # -- conversations too large for an event ----------------------------------------
+    async def store_payload(self, job_id: str, user_id: str, conversation_id: str, payload: bytes) -> bool:
+        """Keep a conversation's messages for the chunker; whether this call wrote the row.
+
+        Idempotent: a re-driven parse finds its row, or (the conversation
+        already chunked for the job) writes none. FOR KEY SHARE on the job
+        orders this with its cleanup (FOR UPDATE): a payload is never left
+        behind for a job that failed meanwhile.
+        """
+        stored = await self.pool.fetchval(
+            """
+            INSERT INTO conversation_payloads (job_id, conversation_id, user_id, payload)
+            SELECT j.job_id, $2, $3, $4 FROM import_jobs j
+             WHERE j.job_id = $1 AND j.status IN ('parsing', 'chunking')
+               AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.job_id = $1 AND c.conversation_id = $2)
+               FOR KEY SHARE OF j
+            ON CONFLICT (job_id, conversation_id) DO NOTHING
+            RETURNING true
+            """,
+            job_id, conversation_id, user_id, payload,
+        )
+        return bool(stored)
+
+    async def load_payload(self, job_id: str, conversation_id: str) -> bytes | None:
+        """A stored conversation's messages; None once chunked (or its job failed)."""
+        return await self.pool.fetchval(
+            "SELECT payload FROM conversation_payloads WHERE job_id = $1 AND conversation_id = $2",
+            job_id, conversation_id,
+        )
+
+    async def payload_count(self, job_id: str) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM conversation_payloads WHERE job_id = $1", job_id)
 
     async def counts(self, job_id: str) -> dict[str, int]:
         rows = await self.pool.fetch(

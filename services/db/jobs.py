@@ -20,11 +20,11 @@ and the rows of the person's older imports are retired in that transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 import asyncpg
 
-from soulprint.models.domain import ExportSummary, ProfileHints
+from soulprint.models.domain import Chunk, Conversation, ExportSummary, ProfileHints
 from soulprint.models.events import (
     ChunkRef,
     ConversationChunked,
@@ -143,6 +143,33 @@ def _after_extraction(job: Job | None) -> list:
     return [FactsExtracted(job_id=job.job_id, user_id=job.user_id, facts=job.facts_total)]
 
 
+async def _share_live(conn: asyncpg.Connection, job_ids: set[str]) -> set[str]:
+    """The jobs among ``job_ids`` that have not failed, held FOR KEY SHARE (see write_chunks)."""
+    rows = await conn.fetch(
+        "SELECT job_id FROM import_jobs WHERE job_id = ANY($1::text[]) AND status <> 'failed'"
+        " ORDER BY job_id FOR KEY SHARE",
+        sorted(job_ids),
+    )
+    return {r["job_id"] for r in rows}
+
+
+async def _count_chunked(conn: asyncpg.Connection, per_job: dict[str, list[int]]) -> None:
+    """Move the jobs' counters by [conversations, micro, medium, macro] newly chunked."""
+    await conn.executemany(
+        """
+        UPDATE import_jobs
+           SET conversations_chunked = conversations_chunked + $2,
+               chunks_micro = chunks_micro + $3, chunks_medium = chunks_medium + $4,
+               chunks_macro = chunks_macro + $5, updated_at = now(),
+               progress = CASE WHEN status = 'chunking' AND conversations > 0
+                               THEN least(99.0, 100.0 * (conversations_chunked + $2) / conversations)
+                               ELSE progress END
+         WHERE job_id = $1
+        """,
+        [(job, *acc) for job, acc in per_job.items()],
+    )
+
+
 class Jobs:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -240,6 +267,7 @@ class Jobs:
                SET status = 'chunking', stage = 'chunking', ingest_done = true,
                    format = $2, bytes_read = $3, conversations = $4, messages = $5,
                    excluded = $6, empty = $7, newest_message_at = $8, profile = $9, sample = $10,
+                   nul_stripped = $11, surrogates_replaced = $12,
                    progress = CASE WHEN $4 > 0 THEN 100.0 * conversations_chunked / $4 ELSE 0 END,
                    updated_at = now(), claimed_at = now(),
                    stage_times = stage_times
@@ -254,6 +282,7 @@ class Jobs:
             """,
             job_id, summary.format, summary.bytes_read, summary.conversations, summary.messages,
             summary.excluded, summary.empty, ts(summary.newest_message_time), hints, samples,
+            summary.nul_stripped, summary.surrogates_replaced,
         )
         if row is None:
             return Moved(None)  # failed or taken over meanwhile: the newer owner reports
@@ -310,14 +339,7 @@ class Jobs:
         if not writes:
             return []
         async with self.pool.acquire() as conn, conn.transaction():
-            live = {
-                r["job_id"]
-                for r in await conn.fetch(
-                    "SELECT job_id FROM import_jobs WHERE job_id = ANY($1::text[]) AND status <> 'failed'"
-                    " ORDER BY job_id FOR KEY SHARE",
-                    sorted({w.job_id for w in writes}),
-                )
-            }
+            live = await _share_live(conn, {w.job_id for w in writes})
             new_writes = await chunks.insert_conversations(conn, [w for w in writes if w.job_id in live])
             per_job: dict[str, list[int]] = {}
             for w in new_writes:
@@ -325,20 +347,27 @@ class Jobs:
                 counts = tier_counts(w.chunks)
                 for i, n in enumerate((1, counts["micro"], counts["medium"], counts["macro"])):
                     acc[i] += n
-            await conn.executemany(
-                """
-                UPDATE import_jobs
-                   SET conversations_chunked = conversations_chunked + $2,
-                       chunks_micro = chunks_micro + $3, chunks_medium = chunks_medium + $4,
-                       chunks_macro = chunks_macro + $5, updated_at = now(),
-                       progress = CASE WHEN status = 'chunking' AND conversations > 0
-                                       THEN least(99.0, 100.0 * (conversations_chunked + $2) / conversations)
-                                       ELSE progress END
-                 WHERE job_id = $1
-                """,
-                [(job, *acc) for job, acc in per_job.items()],
-            )
+            await _count_chunked(conn, per_job)
             return new_writes
+
+    async def write_stored_chunks(self, job_id: str, user_id: str, conv: Conversation,
+                                  batches: AsyncIterator[list[Chunk]]) -> Moved:
+        """One conversation that came by reference: its chunks written as they are cut, its
+        payload deleted, in one transaction (locks as write_chunks). Emits its chunk event
+        (the medium chunks) unless the job had it already or failed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            written = None
+            if await _share_live(conn, {job_id}):
+                written = await chunks.insert_streamed(conn, job_id, user_id, conv, batches)
+            await chunks.delete_payloads(conn, [job_id], [conv.id])
+            if written is None:
+                return Moved(None)
+            counts, medium = written
+            await _count_chunked(conn, {job_id: [1, counts["micro"], counts["medium"], counts["macro"]]})
+        return Moved(None, [ConversationChunked(
+            job_id=job_id, user_id=user_id, conversation_id=conv.id,
+            chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count) for k in medium],
+        )])
 
     async def complete_chunking(self, job_id: str, *, recent_days: int, min_full_pass_conversations: int,
                                 extraction_max_attempts: int) -> Moved:
@@ -377,6 +406,7 @@ class Jobs:
                 job_id,
             )
             await chunks.mark_recent(conn, job_id, newest, recent_days)
+            await chunks.delete_payloads(conn, [job_id])  # every conversation is chunked: none is needed
             row = await conn.fetchrow(
                 """
                 UPDATE import_jobs
