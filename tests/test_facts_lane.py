@@ -7,15 +7,14 @@ on a consumer group of its own, so nothing it consumes waits behind them.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
-from soulprint.agents import chunker as chunker_agent
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, ExportSummary, Message, ProfileHints
-from soulprint.models.events import ChunkRef, ConversationChunked, ConversationImported
+from soulprint.models.events import ChunkRef, ConversationChunked
 from soulprint.services.db import ChunkWrite
 from soulprint.topics import conversation_key
+from support.pipeline import chunker_held
 from support.waiting import wait_until
 
 
@@ -50,27 +49,7 @@ async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, us
     n = max(rt.settings.min_full_pass_conversations, 1)
     job_id, writes = await job_in_facts_stage(rt, user_id, n)
 
-    gate, held = asyncio.Event(), asyncio.Event()
-    real_chunk_batch = chunker_agent.chunk_batch
-
-    async def stuck(rt_, batch):
-        held.set()
-        await gate.wait()
-        await real_chunk_batch(rt_, batch)
-
-    monkeypatch.setattr(chunker_agent, "chunk_batch", stuck)
-    try:
-        # More conversations than the chunker takes at once and buffers
-        # behind that (for a job that does not exist: written as nothing).
-        flood = 3 * (rt.settings.batch_size + 256)
-        ghost_job = str(uuid.uuid4())
-        for seq in range(flood):
-            conv = Conversation(id=f"ghost-{seq}", title=None, created_at=None, updated_at=None, source="chatgpt",
-                                messages=[Message(id="m", role="user", text="hello", time=None)])
-            await rt.topics.conversations.send(key=conversation_key(user_id, conv.id),
-                                               value=ConversationImported.from_domain(ghost_job, user_id, seq, conv))
-        await asyncio.wait_for(held.wait(), timeout=60)  # a guard against a hang, not a timing
-
+    async with chunker_held(rt, monkeypatch, user_id) as gate:
         for w in writes:
             await rt.topics.chunks.send(
                 key=conversation_key(user_id, w.conversation.id),
@@ -82,6 +61,4 @@ async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, us
                                lambda moved: moved.job.extraction_done >= moved.job.extraction_total, limit_s=60,
                                what="every chunk's facts while the chunker is stuck")
         assert job.job.extraction_total == sum(1 for w in writes for k in w.chunks if k.tier == "medium")
-        assert not gate.is_set() and held.is_set()
-    finally:
-        gate.set()
+        assert not gate.is_set()
