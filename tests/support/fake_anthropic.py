@@ -119,23 +119,24 @@ _BEDROCK_CODES = {400: "ValidationException", 401: "AccessDeniedException", 403:
                   529: "ServiceUnavailableException"}
 
 
-class FakeAnthropicServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
+class LoopbackServer:
+    """An asyncio HTTP server on a loopback port (0: any free one), with its
+    open connections, for the fakes: subclasses implement ``_handle_conn``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
-        self.config = FakeConfig()
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[Any]] = set()
-        self.reset()
-        self.configure(**knobs)  # after reset(): a script given here is queued, a seed reseeds
-
-    # ------------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self) -> "FakeAnthropicServer":
+    async def _handle_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def start(self):
         self._server = await asyncio.start_server(self._handle_conn, self.host, self.port, limit=2**24)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -153,7 +154,7 @@ class FakeAnthropicServer:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
-    async def __aenter__(self) -> "FakeAnthropicServer":
+    async def __aenter__(self):
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -162,6 +163,14 @@ class FakeAnthropicServer:
     async def serve_forever(self) -> None:
         assert self._server is not None
         await self._server.serve_forever()
+
+
+class FakeAnthropicServer(LoopbackServer):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
+        super().__init__(host, port)
+        self.config = FakeConfig()
+        self.reset()
+        self.configure(**knobs)  # after reset(): a script given here is queued, a seed reseeds
 
     # ------------------------------------------------------------------ knobs & stats
 

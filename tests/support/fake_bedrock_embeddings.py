@@ -36,7 +36,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from support.fake_anthropic import _read_request, _write_response
+from support.fake_anthropic import LoopbackServer, _read_request, _write_response
 
 TITAN = "amazon.titan-embed-text-v2:0"
 COHERE = ("cohere.embed-english-v3", "cohere.embed-multilingual-v3")
@@ -66,18 +66,12 @@ def vector(text: str, dims: int, normalise: bool) -> list[float]:
     return [x * scale for x in out]
 
 
-class FakeBedrockEmbeddings:
+class FakeBedrockEmbeddings(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host, self.port = host, port
-        self._server: asyncio.AbstractServer | None = None
-        self._conns: set[asyncio.Task[Any]] = set()
+        super().__init__(host, port)
         self._throttle = 0
         self.stats: dict[str, Any] = {}
         self.reset()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def reset(self) -> None:
         self._throttle = 0
@@ -88,31 +82,7 @@ class FakeBedrockEmbeddings:
         """Answer the next ``n`` requests with 429 ThrottlingException."""
         self._throttle = n
 
-    async def start(self) -> "FakeBedrockEmbeddings":
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._conns):
-            task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(BaseException):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
-
-    async def __aenter__(self) -> "FakeBedrockEmbeddings":
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
