@@ -292,7 +292,7 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
         view.update(job)
         if job_finished(job):
             return job
-        marker = (job.status, job.quick_status, job.updated_at, job.full_pass_moved_at)
+        marker = (job.status, job.quick_status, job.updated_at, job.full_pass_moved_at, job.embedding_moved_at)
         if marker != last_seen:
             last_seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > settings.stall_timeout_s:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from soulprint.models.jobs import FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
+from soulprint.models.jobs import EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
 
 STAGES = ("parsing", "chunking")
 
 
 def job_finished(job: Job | None) -> bool:
-    """Failed, or complete with the quick pass and the full pass both ended."""
+    """Failed, or complete with the quick pass, the full pass and the embedding all ended."""
     return job is not None and job.finished
 
 
@@ -38,6 +38,14 @@ def job_json(job: Job, extra: dict[str, Any] | None = None) -> dict[str, Any]:
             "consolidated_facts": job.consolidated_total,
             "error": job.full_pass_error,
             "duration_s": _seconds(job.full_pass_started_at, job.full_pass_finished_at),
+        },
+        "embedding_status": str(job.embedding_status),
+        "embedded": job.embedded,
+        "embedding": {
+            "total": job.embedding_total,
+            "space": job.embedding_model,
+            "tiers": job.embedding_tiers,
+            "error": job.embedding_error,
         },
         "stage": job.stage,
         "progress": round(float(job.progress), 1),
@@ -116,7 +124,8 @@ class ProgressView:
     def update(self, job: Job) -> None:
         if not self.enabled:
             return
-        lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job), self._full_line(job)]
+        lines = [self._line(stage, job) for stage in STAGES] + [self._quick_line(job), self._full_line(job),
+                                                                self._embedding_line(job)]
         if self.lines_drawn:
             self.stream.write(f"\x1b[{self.lines_drawn}F")
         for line in lines:
@@ -147,6 +156,18 @@ class ProgressView:
             if job.full_pass_stage == FullPassStage.FACTS else f"{job.full_pass_stage}"
         )
         return f"{'full pass':<9} {_bar(progress / 100.0)} {progress:5.1f}%  {note}"
+
+    def _embedding_line(self, job: Job) -> str:
+        state = job.embedding_status
+        if state == EmbeddingStatus.FAILED:
+            return f"{'vectors':<9} failed: {job.embedding_error}"
+        if state == EmbeddingStatus.SKIPPED:
+            return f"{'vectors':<9} skipped (no chunk of an embedded tier)"
+        total = job.embedding_total
+        fraction = 1.0 if state == EmbeddingStatus.COMPLETE else (job.embedded / total if total else 0.0)
+        note = f"{job.embedded:,}/{total:,}" if total is not None else f"{job.embedded:,}"
+        note += " chunks embedded"
+        return f"{'vectors':<9} {_bar(fraction)} {fraction * 100:5.1f}%  {note}"
 
     def _line(self, stage: str, job: Job) -> str:
         status = job.status
@@ -204,6 +225,10 @@ def summary_text(job: Job, extra: dict[str, Any] | None = None) -> str:
             (f": {job.full_pass_error}" if job.full_pass_error else "")
         ),
     ]
+    lines.append("  embedding      " + job.embedding_status + (
+        f": {job.embedded:,}/{job.embedding_total or 0:,} chunks ({job.embedding_model})"
+        if job.embedding_status == EmbeddingStatus.COMPLETE else
+        (f": {job.embedding_error}" if job.embedding_error else "")))
     usage = (extra.get("llm_usage") or {}).get("total")
     if usage:
         lines.append(

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import faust
 
-from soulprint.settings import Settings
-from soulprint.agents import chunker, consolidate, facts, ingest, memory, quick, reconciler, sections
+from soulprint.settings import EmbeddingConfig, Settings
+from soulprint.agents import chunker, consolidate, embed, facts, ingest, memory, quick, reconciler, sections
+from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
 from soulprint.topics import Topics
@@ -73,6 +74,7 @@ class Runtime:
     lanes: dict[Lane, LaneApp]
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
+    embedder: Embedder  # the embedding stage's provider: its space is the current one
     parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
@@ -110,6 +112,7 @@ class Runtime:
                 await lane.app.stop()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 logging.getLogger("soulprint").debug("faust stop failed", exc_info=True)
+        await self.embedder.close()
 
 
 def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
@@ -141,6 +144,19 @@ def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
     )
 
 
+def build_configured_embedder(config: EmbeddingConfig) -> Embedder:
+    """The embedder the settings name (EmbeddingError if it cannot start: no silent fallback)."""
+    bedrock = {k: v for k, v in (("model", config.bedrock_model), ("endpoint_url", config.bedrock_endpoint_url),
+                                 ("region", config.bedrock_region)) if v}
+    options = {
+        "local": {"model": config.model},
+        "hash": {"dimensions": config.dimensions or 256},
+        "bedrock-titan": bedrock | {"dimensions": config.dimensions or 1024},
+        "bedrock-cohere": bedrock,
+    }[config.provider]
+    return build_embedder(config.provider, **options)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     db = await Database.connect(settings.database_url)
     lanes = {}
@@ -160,8 +176,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     quick_llm = build_llm_client(config, sink=sink, cache=cache,
                                  limiter=AdaptiveLimiter(settings.quick_llm_concurrency,
                                                          settings.quick_llm_max_concurrency, name="quick-pass"))
-    rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm)
+    rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
+                 embedder=build_configured_embedder(settings.embedding))
     # The pipeline, in the order events flow through it.
-    for stage in (ingest, chunker, quick, facts, consolidate, memory, sections, reconciler):
+    for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler):
         stage.register(rt)
     return rt

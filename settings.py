@@ -19,6 +19,8 @@ from typing import Mapping
 
 from soulprint.domain.chunking import ChunkingConfig
 from soulprint.domain.parsing import ParseLimits
+from soulprint.services.embeddings import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, PROVIDERS as EMBEDDING_PROVIDERS
+from soulprint.services.embeddings.bedrock import COHERE_DIMENSIONS, TITAN_DIMENSIONS, TITAN_MODEL
 from soulprint.services.llm.config import PROVIDERS, LLMConfig, ModelPrice, default_prices
 
 MiB = 1 << 20
@@ -99,6 +101,28 @@ class _Reader:
         return prices
 
 
+CHUNK_TIERS = ("micro", "medium", "macro")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding stage: which provider and model, which chunk tiers, how much at once.
+
+    Micro only by default: wordllama embeds ~5,000 micro chunks/s here, about
+    the rate chunking makes one tier, and micro ranks best for every measured
+    model (bench/README.md, "Embedding models").
+    """
+
+    provider: str = "local"
+    model: str = DEFAULT_LOCAL_MODEL  # the local model (bedrock_model for the Bedrock providers)
+    dimensions: int | None = None  # None: the provider's own (Titan 1024, hash 256; local: the model's)
+    tiers: tuple[str, ...] = ("micro",)
+    batch_size: int = 64  # chunk events the embedding agent takes at once
+    bedrock_model: str | None = None  # None: Titan V2 / Cohere English v3
+    bedrock_endpoint_url: str | None = None
+    bedrock_region: str | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -161,6 +185,7 @@ class Settings:
     parse_limits: ParseLimits = field(default_factory=ParseLimits)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
     @property
     def embedded_kafka(self) -> bool:
@@ -216,6 +241,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         debug=r.flag("SOULPRINT_DEBUG", False),
         parse_limits=_parse_limits(r),
         llm=_llm(r),
+        embedding=_embedding(r),
     )
     check_event_size(settings)
     _check_order("SOULPRINT_LLM_CONCURRENCY", settings.llm.initial_concurrency,
@@ -260,6 +286,33 @@ def _llm(r: _Reader) -> LLMConfig:
         max_wait_s=r.number("SOULPRINT_LLM_MAX_WAIT_S", d.max_wait_s),
         cache_enabled=r.flag("SOULPRINT_LLM_CACHE", d.cache_enabled),
         prices=r.prices("SOULPRINT_LLM_PRICES"),
+    )
+
+
+def _embedding(r: _Reader) -> EmbeddingConfig:
+    provider = r.choice("SOULPRINT_EMBEDDING_PROVIDER", tuple(EMBEDDING_PROVIDERS)) or "local"
+    model = r.text("SOULPRINT_EMBEDDING_MODEL", DEFAULT_LOCAL_MODEL)
+    dimensions = r.integer("SOULPRINT_EMBEDDING_DIMENSIONS", 0, minimum=1) or None
+    raw_tiers = r.text("SOULPRINT_EMBEDDING_TIERS", "micro")
+    tiers = () if raw_tiers.lower() == "none" else tuple(t.strip() for t in raw_tiers.split(",") if t.strip())
+    if any(t not in CHUNK_TIERS for t in tiers) or len(set(tiers)) != len(tiers):
+        raise SettingsError(f"SOULPRINT_EMBEDDING_TIERS must be a comma list of {', '.join(CHUNK_TIERS)}"
+                            f" (or none), got {raw_tiers!r}")
+    if provider == "local" and model not in LOCAL_MODELS:
+        raise SettingsError(f"SOULPRINT_EMBEDDING_MODEL must be one of {', '.join(sorted(LOCAL_MODELS))}"
+                            f" for the local provider, got {model!r}")
+    allowed = {"local": (LOCAL_MODELS[model].dimensions,) if provider == "local" else (),
+               "bedrock-titan": TITAN_DIMENSIONS, "bedrock-cohere": (COHERE_DIMENSIONS,)}.get(provider)
+    if dimensions is not None and allowed is not None and dimensions not in allowed:
+        raise SettingsError(f"SOULPRINT_EMBEDDING_DIMENSIONS must be one of {', '.join(map(str, allowed))}"
+                            f" for {provider}, got {dimensions}")
+    return EmbeddingConfig(
+        provider=provider, model=model, dimensions=dimensions, tiers=tiers,
+        batch_size=r.integer("SOULPRINT_EMBEDDING_BATCH_SIZE", 64, minimum=1),
+        bedrock_model=r.text("SOULPRINT_BEDROCK_EMBEDDING_MODEL",
+                             TITAN_MODEL if provider == "bedrock-titan" else None),
+        bedrock_endpoint_url=r.text("SOULPRINT_BEDROCK_ENDPOINT_URL"),
+        bedrock_region=r.text("AWS_REGION") or r.text("AWS_DEFAULT_REGION"),
     )
 
 

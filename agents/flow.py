@@ -21,10 +21,13 @@ async def emit(rt, events: Iterable, topics=None) -> None:
 
 
 async def complete_if_chunked(rt, job_id: str) -> None:
-    """Close the job if every conversation has its chunks; the winner starts the full pass."""
+    """Close the job if every conversation has its chunks; the winner starts the full pass and
+    fixes the embedding's total."""
     s = rt.settings
     moved = await rt.db.jobs.complete_chunking(
         job_id, recent_days=s.recent_days, min_full_pass_conversations=s.min_full_pass_conversations,
         extraction_max_attempts=s.extraction_max_attempts,
     )
+    if moved.job is not None:  # complete now: the embedding's total is known
+        await rt.db.jobs.start_embedding(job_id, s.embedding.tiers, rt.embedder.space)
     await emit(rt, moved.emit)

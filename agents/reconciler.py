@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 
 from soulprint.agents.flow import emit
-from soulprint.models.events import MemoryWritten
-from soulprint.models.jobs import FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
+from soulprint.models.events import ConversationChunked, MemoryWritten
+from soulprint.models.jobs import EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
 from soulprint.topics.stages import stage
 
 log = logging.getLogger("soulprint.reconciler")
@@ -62,7 +62,41 @@ async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> tuple[in
     if job.full_pass_status == FullPassStatus.PROCESSING:
         events += await _reconcile_full_pass(rt, job, full_pass_age_s or 0.0)
         handled += 1
+    if job.status == JobStatus.COMPLETE and job.embedding_status in (EmbeddingStatus.PENDING,
+                                                                     EmbeddingStatus.PROCESSING):
+        events += await _reconcile_embedding(rt, job)
+        handled += 1
     return handled, events
+
+
+REDRIVE_CONVERSATIONS = 10_000  # chunk events one embedding re-drive sends at most
+
+
+async def _reconcile_embedding(rt, job: Job) -> list:
+    """Recount from the rows (starting the embedding if its start was lost); if chunks are still
+    without vectors, send their conversations' chunk events again, within the re-drive bound."""
+    jobs, space = rt.db.jobs, rt.embedder.space
+    counted = (await jobs.recount_embedding(job) if job.embedding_total is not None
+               else await jobs.start_embedding(job.job_id, rt.settings.embedding.tiers, space))
+    job = counted or job
+    if job.embedding_status not in (EmbeddingStatus.PENDING, EmbeddingStatus.PROCESSING):
+        return []
+    if job.embedding_redrives >= rt.settings.max_redrives:
+        await jobs.fail_embedding(job.job_id, f"embedding stalled at {job.embedded}/{job.embedding_total} chunks"
+                                              f" after {job.embedding_redrives} re-drives")
+        return []
+    if job.embedding_model != space.space_id:
+        await jobs.fail_embedding(job.job_id, f"the embedding space changed from {job.embedding_model}"
+                                              f" to {space.space_id} while this job was embedded")
+        return []
+    log.warning("re-driving embedding of %s (%s/%s chunks)", job.job_id, job.embedded, job.embedding_total)
+    await jobs.note_embedding_redrive(job.job_id)
+    pending = await rt.db.embeddings.unembedded_conversations(
+        job.job_id, job.embedding_tiers or [], space.space_id, REDRIVE_CONVERSATIONS)
+    # No chunk refs: the embedding agent derives its ids, and the facts agent
+    # (the other group on this topic) has nothing to do for an empty event.
+    return [ConversationChunked(job_id=job.job_id, user_id=job.user_id, conversation_id=c, chunks=[])
+            for c in pending]
 
 
 async def _reconcile_full_pass(rt, job: Job, age_s: float) -> list:

@@ -49,6 +49,19 @@ class FullPassStage(StrEnum):
     DONE = "done"
 
 
+class EmbeddingStatus(StrEnum):
+    """The embedding stage: vectors for the chunks of the embedded tiers (fails alone, like the full pass)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to embed (no tier configured, or no chunk of one)
+
+
+EMBEDDING_ENDED = (EmbeddingStatus.COMPLETE, EmbeddingStatus.FAILED, EmbeddingStatus.SKIPPED)
+
+
 SUPERSEDED = "superseded"  # error_code of a job a newer import of the same person replaced
 
 
@@ -107,6 +120,14 @@ class Job:
     facts_total: int
     facts_dropped: int
     consolidated_total: int
+    embedding_status: EmbeddingStatus
+    embedding_model: str | None  # the space id (models.embedding) its vectors are in
+    embedding_tiers: list[str] | None  # fixed when chunking completes
+    embedded: int
+    embedding_total: int | None  # None until chunking completes
+    embedding_error: str | None
+    embedding_moved_at: datetime | None
+    embedding_redrives: int
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":
@@ -116,6 +137,7 @@ class Job:
         values["full_pass_status"] = FullPassStatus(values["full_pass_status"])
         if values["full_pass_stage"] is not None:
             values["full_pass_stage"] = FullPassStage(values["full_pass_stage"])
+        values["embedding_status"] = EmbeddingStatus(values["embedding_status"])
         values["stage_times"] = values["stage_times"] or {}
         return cls(**values)
 
@@ -125,13 +147,14 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        """Failed, or complete with the quick pass and the full pass both ended."""
+        """Failed, or complete with the quick pass, the full pass and the embedding all ended."""
         if self.status == JobStatus.FAILED:
             return True
         return (self.status == JobStatus.COMPLETE
                 and self.quick_status in (QuickStatus.READY, QuickStatus.FAILED)
                 and self.full_pass_status in (FullPassStatus.COMPLETE, FullPassStatus.FAILED,
-                                              FullPassStatus.SKIPPED))
+                                              FullPassStatus.SKIPPED)
+                and self.embedding_status in EMBEDDING_ENDED)
 
     @property
     def extraction_finished(self) -> bool:

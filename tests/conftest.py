@@ -65,6 +65,9 @@ def stack_settings(data_root):
         partitions=4,
         batch_window_s=0.05,
     )
+    # Feature hashing: fast and deterministic. The default local model runs in
+    # tests/test_embedding_stage.py (and tests/test_embeddings.py).
+    base = dataclasses.replace(base, embedding=dataclasses.replace(base.embedding, provider="hash"))
     stack = Stack(base)
     resolved = stack.start()
     yield resolved

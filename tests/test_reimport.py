@@ -139,7 +139,8 @@ async def test_a_successful_reimport_holds_exactly_the_new_rows_with_the_same_id
     assert {r[0] for r in after["facts"]} == {second.job_id}
     assert content(after) == content(before)  # same conversations, same chunk ids and contents
     assert after["soulprint"][:2] == (second.job_id, 2)
-    carried = await db.pool.fetch("SELECT job_id, chunk_id, dimensions FROM chunk_embeddings WHERE chunk_id = $1",
+    carried = await db.pool.fetch("SELECT job_id, chunk_id, dimensions FROM chunk_embeddings"
+                                      " WHERE chunk_id = $1 AND model = 'test-embed'",
                                   chunk_id)
     assert [tuple(r) for r in carried] == [(second.job_id, chunk_id, 3)]
 

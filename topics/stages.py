@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Callable
 
 from soulprint.models import events
-from soulprint.models.jobs import FullPassStage, JobStatus, QuickStatus
+from soulprint.models.jobs import EmbeddingStatus, FullPassStage, JobStatus, QuickStatus
 from soulprint.topics import (
     CHUNKS,
     CONSOLIDATED,
@@ -52,6 +52,7 @@ class Lane(StrEnum):
     QUICK = "quick"          # the quick pass: one LLM call between the parse and quick_ready
     FACTS = "facts"          # fact extraction: must be fed while the chunker is busy
     FULL_PASS = "full-pass"  # consolidation, MEMORY, v2 sections: one event per job each
+    EMBED = "embed"          # embedding: its own group on `chunks`, never behind fact extraction
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ STAGES = (
     Stage(JobStatus.CHUNKING, JobStatus.PARSING, events.ConversationImported, CONVERSATIONS, _by_conversation, Lane.BULK),
     Stage(QuickStatus.RUNNING, QuickStatus.PENDING, events.QuickPassRequested, QUICK, _by_user, Lane.QUICK),
     Stage(FullPassStage.FACTS, JobStatus.COMPLETE, events.ConversationChunked, CHUNKS, _by_conversation, Lane.FACTS),
+    # A second consumer group on `chunks`: the same events as the facts stage,
+    # each group at its own pace.
+    Stage(EmbeddingStatus.PROCESSING, EmbeddingStatus.PENDING, events.ConversationChunked, CHUNKS,
+          _by_conversation, Lane.EMBED),
     Stage(FullPassStage.CONSOLIDATING, FullPassStage.FACTS, events.FactsExtracted, FACTS, _by_job, Lane.FULL_PASS),
     Stage(FullPassStage.MEMORY, FullPassStage.CONSOLIDATING, events.FactsConsolidated, CONSOLIDATED, _by_job,
           Lane.FULL_PASS),

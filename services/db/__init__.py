@@ -4,6 +4,7 @@
     await db.jobs.claim_ingest(job_id, worker, stale_after_s)   # the job state machine
     await db.chunks.to_extract(job_id, chunk_ids)               # conversations and chunks
     await db.facts.load(job_id)                                 # facts, consolidated facts
+    await db.embeddings.to_embed(job_id, chunk_ids, space_id)   # chunk vectors
     await db.soulprints.get(user_id)                            # soulprints and MEMORY
 
 pool.py connects and migrates (migrations/ is append-only); llm.py holds the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncpg
 
 from soulprint.services.db.chunks import Chunks, ChunkWrite
+from soulprint.services.db.embeddings import Embeddings
 from soulprint.services.db.facts import Facts
 from soulprint.services.db.jobs import Jobs, Moved
 from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, PostgresUsageSink, usage_for_job
@@ -29,6 +31,7 @@ class Database:
         self.pool = pool
         self.jobs = Jobs(pool)
         self.chunks = Chunks(pool)
+        self.embeddings = Embeddings(pool)
         self.facts = Facts(pool)
         self.soulprints = Soulprints(pool)
 

@@ -25,6 +25,7 @@ from typing import AsyncIterator, Sequence
 import asyncpg
 
 from soulprint.models.domain import Chunk, Conversation, ExportSummary, ProfileHints
+from soulprint.models.embedding import EmbeddingSpace
 from soulprint.models.events import (
     ChunkRef,
     ConversationChunked,
@@ -38,7 +39,7 @@ from soulprint.models.events import (
 from soulprint.models.facts import ConsolidatedFact, Fact
 from soulprint.models.jobs import SUPERSEDED, FullPassStage, FullPassStatus, Job, JobStatus
 from soulprint.models.text import one_line
-from soulprint.services.db import chunks, facts, soulprints
+from soulprint.services.db import chunks, embeddings, facts, soulprints
 from soulprint.services.db.chunks import ChunkWrite, tier_counts
 from soulprint.services.db.pool import ts
 
@@ -110,6 +111,11 @@ async def _retire(conn: asyncpg.Connection, job_ids: list[str], by_job: str) -> 
            SET full_pass_status = 'failed', full_pass_error = $2, full_pass_finished_at = now(), updated_at = now()
          WHERE job_id = ANY($1::text[]) AND full_pass_status IN ('pending', 'processing')
         """,
+        job_ids, f"superseded by the newer import {by_job}",
+    )
+    await conn.execute(
+        "UPDATE import_jobs SET embedding_status = 'failed', embedding_error = $2"
+        " WHERE job_id = ANY($1::text[]) AND embedding_status IN ('pending', 'processing')",
         job_ids, f"superseded by the newer import {by_job}",
     )
     await chunks.delete_job_rows(conn, job_ids)
@@ -193,6 +199,8 @@ class Jobs:
                 OR (status = 'complete' AND quick_status IN ('pending', 'running')
                     AND updated_at < now() - make_interval(secs => $1))
                 OR (full_pass_status = 'processing' AND full_pass_moved_at < now() - make_interval(secs => $1))
+                OR (status = 'complete' AND embedding_status IN ('pending', 'processing')
+                    AND coalesce(embedding_moved_at, finished_at) < now() - make_interval(secs => $1))
              ORDER BY created_at
              LIMIT 100
             """,
@@ -640,6 +648,95 @@ class Jobs:
                 " WHERE job_id = ANY($1::text[]) AND full_pass_status = 'processing'",
                 ids,
             )
+
+    # -- embedding: pending → processing → complete | failed | skipped -------------------
+    async def record_embeddings(self, job_id: str, space: EmbeddingSpace, chunk_ids: Sequence[str],
+                                vectors: Sequence[Sequence[float]]) -> Job | None:
+        """Store vectors (idempotent) and count the new rows, under the job row lock; the job
+        completes its embedding once its total is known and reached. None: the job failed,
+        was retired or its embedding ended meanwhile (nothing is written)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            live = await conn.fetchval(
+                "SELECT status <> 'failed' AND embedding_status IN ('pending', 'processing')"
+                " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+                job_id,
+            )
+            if not live:
+                return None
+            added = await embeddings.insert(conn, job_id, space.space_id, space.dimensions, chunk_ids, vectors)
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET embedded = embedded + $2, embedding_model = coalesce(embedding_model, $3),
+                       embedding_moved_at = now(), updated_at = now(),
+                       embedding_status = CASE WHEN embedding_total IS NOT NULL AND embedded + $2 >= embedding_total
+                                               THEN 'complete' ELSE 'processing' END
+                 WHERE job_id = $1
+                RETURNING *
+                """,
+                job_id, added, space.space_id,
+            )
+        return Job.from_row(row)
+
+    async def start_embedding(self, job_id: str, tiers: Sequence[str], space: EmbeddingSpace) -> Job | None:
+        """Once chunking is complete: fix the tiers, space and total, and count what is embedded
+        already (from the rows: carried-over vectors included). Skipped with nothing to embed."""
+        return await self._count_embedding(job_id, tiers, space, "embedding_total IS NULL")
+
+    async def recount_embedding(self, job: Job) -> Job | None:
+        """Recount a started embedding from the rows (the reconciler's view of the truth)."""
+        space_id, tiers = job.embedding_model, job.embedding_tiers
+        if space_id is None or tiers is None:
+            return None
+        return await self._count_embedding(job.job_id, tiers, space_id, "embedding_total IS NOT NULL")
+
+    async def _count_embedding(self, job_id: str, tiers: Sequence[str], space: EmbeddingSpace | str,
+                               started: str) -> Job | None:
+        space_id = space if isinstance(space, str) else space.space_id
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Lock first: the count below then sees every committed batch, and a
+            # batch waiting for the lock adds its rows to the stored count after.
+            open_ = await conn.fetchval(
+                f"SELECT status = 'complete' AND embedding_status IN ('pending', 'processing') AND {started}"
+                " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+                job_id,
+            )
+            if not open_:
+                return None
+            total, done = (await embeddings.counts(conn, job_id, tiers, space_id)) if tiers else (0, 0)
+            row = await conn.fetchrow(
+                """
+                UPDATE import_jobs
+                   SET embedding_tiers = $2, embedding_model = $3, embedding_total = $4, embedded = $5,
+                       embedding_moved_at = now(), updated_at = now(),
+                       embedding_status = CASE WHEN $4 = 0 THEN 'skipped' WHEN $5 >= $4 THEN 'complete'
+                                               ELSE embedding_status END
+                 WHERE job_id = $1
+                RETURNING *
+                """,
+                job_id, list(tiers), space_id, total, done,
+            )
+        return Job.from_row(row) if row else None
+
+    async def fail_embedding(self, job_id: str, reason: str) -> bool:
+        """The embedding fails alone: the import, its chunks and the soulprint stay."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE import_jobs
+               SET embedding_status = 'failed', embedding_error = $2, embedding_moved_at = now(), updated_at = now()
+             WHERE job_id = $1 AND embedding_status IN ('pending', 'processing')
+            RETURNING job_id
+            """,
+            job_id, one_line(reason, 1000),
+        )
+        return row is not None
+
+    async def note_embedding_redrive(self, job_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE import_jobs SET embedding_redrives = embedding_redrives + 1, embedding_moved_at = now()"
+            " WHERE job_id = $1",
+            job_id,
+        )
 
     @staticmethod
     async def _get(conn: asyncpg.Connection, job_id: str) -> Job:
