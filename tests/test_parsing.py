@@ -622,7 +622,7 @@ def test_parse_limits_defaults_and_validation():
     limits = ParseLimits()
     assert limits.max_uncompressed_bytes == 8 << 30
     assert limits.max_compression_ratio == 200
-    assert limits.max_conversation_bytes == 28 << 20
+    assert limits.max_conversation_bytes == 16 << 20
     assert limits.max_message_chars == 2_000_000
     assert limits.max_nesting_depth == 1024
     with pytest.raises(Exception):
