@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("search", help="search a person's history: full text, vectors and their fusion")
+    p.add_argument("user")
+    p.add_argument("text")
+    p.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
+    p.add_argument("--tier", action="append", choices=("micro", "medium", "macro"),
+                   help="only chunks of this tier (repeatable; default every tier)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: hits and stats")
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("status", help="show an import job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
@@ -354,6 +363,51 @@ def cmd_export(args, settings: Settings) -> int:
         written = _run(export(stack.start(need_kafka=False, share=True)))
     for path in written:
         print(path)
+    return 0
+
+
+# -- search -----------------------------------------------------------------------
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from soulprint.runtime import build_configured_embedder
+    from soulprint.services.db import Database
+    from soulprint.services.db.search import Filters
+    from soulprint.services.embedded import Stack
+    from soulprint.services.embeddings import EmbeddingError
+
+    if args.k < 1:
+        raise CliError(f"-k must be at least 1, got {args.k}")
+    if not args.text.strip():
+        raise CliError("the search text is empty")
+
+    async def search(settings):
+        try:
+            embedder = build_configured_embedder(settings.embedding)
+            vector = (await embedder.embed([args.text], "query"))[0]
+        except EmbeddingError as exc:
+            raise CliError(str(exc)) from exc
+        db = await Database.connect(settings.database_url)
+        try:
+            result, _ = await db.search.search(args.user, args.text, vector, embedder.space, args.k,
+                                               Filters(tiers=args.tier))
+            return result
+        finally:
+            await db.close()
+            await embedder.close()
+
+    with Stack(settings) as stack:
+        result = _run(search(stack.start(need_kafka=False, share=True)))
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return 0
+    for n, hit in enumerate(result.hits, start=1):
+        when = hit.message_at.date().isoformat() if hit.message_at else "undated"
+        print(f"{n:>2}. [{hit.tier} {when}] {hit.title or hit.conversation_id}  (score {hit.score:.4f})")
+        print(f"    {' '.join(hit.text.split())[:200]}")
+    c = result.candidates
+    print(f"{len(result.hits)} of {result.k} hits (full text {c['full_text']}, vector {c['vector']} candidates)"
+          + "".join(f"; {note}" for note in result.notes), file=sys.stderr)
     return 0
 
 

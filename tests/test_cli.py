@@ -68,6 +68,23 @@ def test_import_json_prints_exactly_one_object(imported):
     assert {"parsing", "chunking", "total"} <= set(out["durations_s"])
 
 
+def test_import_waits_for_the_embedding_and_search_finds_sourced_hits(imported, data_dir):
+    job = json.loads(imported.stdout)
+    assert job["embedding_status"] == "complete" and job["embedded"] == job["embedding"]["total"] > 0
+    assert job["embedding"]["space"] == "local/wordllama-l2-supercat-256/256"
+    result = run(["search", "demo", "what is going on inside a sourdough starter", "-k", "5", "--json"], data_dir)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert len(out["hits"]) == 5 and out["stats"]["fewer_than_k"] is False
+    assert set(out["hits"][0]) == {"chunk_id", "conversation_id", "title", "message_ids", "tier", "message_at",
+                                   "score", "ranks", "tokens", "text"}
+    assert all(h["message_ids"] and set(h["ranks"]) == {"full_text", "vector"} for h in out["hits"])
+    assert out["stats"]["candidates"]["full_text"] > 0 and out["stats"]["candidates"]["vector"] > 0
+    nobody = run(["search", "nobody", "sourdough", "--json"], data_dir)
+    assert nobody.returncode == 0, nobody.stderr
+    assert json.loads(nobody.stdout)["hits"] == [] and json.loads(nobody.stdout)["stats"]["fewer_than_k"] is True
+
+
 def test_status_reads_the_same_job_back(imported, data_dir):
     job = json.loads(imported.stdout)
     result = run(["status", job["job_id"], "--json"], data_dir)

@@ -20,6 +20,7 @@ from soulprint.services.db.embeddings import Embeddings
 from soulprint.services.db.facts import Facts
 from soulprint.services.db.jobs import Jobs, Moved
 from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, PostgresUsageSink, usage_for_job
+from soulprint.services.db.search import Search
 from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
 from soulprint.services.db.soulprints import Soulprints
 
@@ -32,6 +33,7 @@ class Database:
         self.jobs = Jobs(pool)
         self.chunks = Chunks(pool)
         self.embeddings = Embeddings(pool)
+        self.search = Search(pool)
         self.facts = Facts(pool)
         self.soulprints = Soulprints(pool)
 

@@ -1,0 +1,113 @@
+"""Hybrid search in Postgres: one person's rows only, and fusion at least as good as either side.
+
+On the session stack (the `hash` embedder of tests/conftest.py, plus one run
+with the default local model for the relevance numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from soulprint.domain.retrieval import Candidate, fuse, single, tsquery_text
+from soulprint.runtime import build_configured_embedder
+from soulprint.services.db.search import Filters
+from soulprint.settings import EmbeddingConfig
+from support.pipeline import import_and_wait
+
+REPO = Path(__file__).resolve().parents[1]
+EXPORT = REPO / "tests" / "fixtures" / "exports" / "chatgpt_classic"
+SAMPLE = REPO / "samples" / "sample-export.zip"
+QUERIES = json.loads((REPO / "tests" / "fixtures" / "retrieval" / "sample_queries.json").read_text())["queries"]
+
+
+# -- pure ------------------------------------------------------------------------------
+
+def _c(chunk_id: str) -> Candidate:
+    return Candidate(chunk_id, "conv", None, ["m"], "micro", None, 3, "text")
+
+
+def test_fusion_ranks_by_reciprocal_rank_and_keeps_each_rank():
+    hits = fuse({"full_text": [_c("a"), _c("b"), _c("c")], "vector": [_c("c"), _c("d")]}, k=3)
+    assert [h.chunk_id for h in hits] == ["c", "a", "b"]  # c is in both lists
+    assert hits[0].ranks == {"full_text": 3, "vector": 1} and hits[1].ranks == {"full_text": 1, "vector": None}
+    assert hits[0].score == pytest.approx(1 / 63 + 1 / 61)
+    assert [h.chunk_id for h in single("vector", {"full_text": [], "vector": [_c("d")]}, 5)] == ["d"]
+
+
+def test_the_full_text_query_ors_words_with_their_english_stem_and_drops_stop_words():
+    assert tsquery_text([("where", None), ("moving", "move"), ("lisbon", "lisbon"), ("o'hara", "o'hara")]) \
+        == "('moving' | 'move':*) | 'lisbon' | 'o''hara'"
+    assert tsquery_text([("the", None)]) == ""
+
+
+# -- on the stack -----------------------------------------------------------------------
+
+async def _owner_of(db, chunk_ids: list[str]) -> set[str]:
+    rows = await db.pool.fetch("SELECT DISTINCT user_id FROM conversation_chunks WHERE chunk_id = ANY($1::uuid[])",
+                               chunk_ids)
+    return {r["user_id"] for r in rows}
+
+
+async def test_a_search_never_returns_another_persons_rows(runtime, db):
+    alice, bob = (f"iso-{who}-{random.randrange(1 << 30)}" for who in ("alice", "bob"))
+    for person in (alice, bob):  # the same export: the same text and conversation ids for both
+        assert (await import_and_wait(runtime, person, EXPORT)).status == "complete"
+    embedder = runtime.embedder
+    words = [w for r in await db.pool.fetch("SELECT content FROM conversation_chunks WHERE user_id = $1", bob)
+             for w in r["content"].split()]
+    conversations = [r["conversation_id"] for r in await db.pool.fetch(
+        "SELECT conversation_id FROM conversations WHERE user_id = $1", bob)]
+    rng = random.Random(7)
+    answered = 0
+    for _ in range(20):
+        query = " ".join(rng.sample(words, 3))
+        vector = (await embedder.embed([query], "query"))[0]
+        filters = rng.choice([Filters(), Filters(tiers=["micro"]), Filters(conversation_ids=conversations),
+                              Filters(since=datetime(2000, 1, 1, tzinfo=timezone.utc)),
+                              Filters(tiers=["medium", "macro"], conversation_ids=conversations[:1])])
+        for person in (alice, bob):
+            result, rankings = await db.search.search(person, query, vector, embedder.space, 20, filters)
+            ids = [h.chunk_id for h in result.hits] + [c.chunk_id for cs in rankings.values() for c in cs]
+            assert await _owner_of(db, ids) <= {person}, (query, filters)
+            answered += bool(result.hits)
+    assert answered >= 20  # most searches find something: the check above is not vacuous
+    nobody, _ = await db.search.search("nobody-at-all", "lisbon", vector, embedder.space, 5)
+    assert nobody.hits == [] and nobody.fewer_than_k and nobody.notes == ["nobody-at-all has no complete import"]
+
+
+def _recall_at(hits, answers: set[str], n: int) -> bool:
+    seen: list[str] = []
+    for h in hits:
+        if h.conversation_id not in seen:
+            seen.append(h.conversation_id)
+    return bool(answers & set(seen[:n]))
+
+
+async def test_fusion_recalls_at_least_as_much_as_either_retriever(runtime, db, user_id, monkeypatch, capsys):
+    """recall@5 over conversations (in the order of their first hit) on the labelled queries that the
+    shipped sample answers; 20 fused hits from 80 candidates of each retriever."""
+    embedder = build_configured_embedder(EmbeddingConfig())  # the default local model
+    monkeypatch.setattr(runtime, "embedder", embedder)
+    job = await import_and_wait(runtime, user_id, SAMPLE)
+    assert job.embedding_status == "complete"
+    present = {r["conversation_id"] for r in await db.pool.fetch(
+        "SELECT conversation_id FROM conversations WHERE job_id = $1", job.job_id)}
+    queries = [q for q in QUERIES if present & set(q["conversations"])]
+    assert len(queries) >= 30
+    found = {"full_text": 0, "vector": 0, "fusion": 0}
+    for q in queries:
+        vector = (await embedder.embed([q["query"]], "query"))[0]
+        result, rankings = await db.search.search(user_id, q["query"], vector, embedder.space, 20)
+        answers = set(q["conversations"])
+        found["fusion"] += _recall_at(result.hits, answers, 5)
+        for name in ("full_text", "vector"):
+            found[name] += _recall_at(single(name, rankings, len(rankings[name])), answers, 5)
+    recall = {name: round(n / len(queries), 3) for name, n in found.items()}
+    with capsys.disabled():
+        print(f"\nrecall@5 over {len(queries)} queries: {recall}")
+    assert recall["fusion"] >= recall["full_text"] and recall["fusion"] >= recall["vector"]
