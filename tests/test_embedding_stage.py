@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from soulprint.agents import embed, reconciler
 from soulprint.agents.flow import emit
 from soulprint.models.events import ConversationChunked
@@ -116,3 +118,19 @@ async def test_the_reconciler_redrives_chunks_left_without_vectors(runtime, db, 
                             what="the re-driven embedding")
     assert done.embedding_status == EmbeddingStatus.COMPLETE and done.embedded == done.embedding_total
     assert done.embedding_redrives == 1
+
+
+def test_embedding_settings_refuse_what_cannot_work_in_one_line():
+    from soulprint.settings import SettingsError, load_settings
+
+    ok = load_settings({"SOULPRINT_EMBEDDING_PROVIDER": "bedrock-titan", "SOULPRINT_EMBEDDING_DIMENSIONS": "512",
+                        "SOULPRINT_EMBEDDING_TIERS": "micro,medium"}).embedding
+    assert (ok.dimensions, ok.tiers, ok.bedrock_model) == (512, ("micro", "medium"), "amazon.titan-embed-text-v2:0")
+    assert load_settings({"SOULPRINT_EMBEDDING_TIERS": "none"}).embedding.tiers == ()
+    for env, named in ((({"SOULPRINT_EMBEDDING_TIERS": "micro,tiny"}), "SOULPRINT_EMBEDDING_TIERS"),
+                       ({"SOULPRINT_EMBEDDING_MODEL": "minilm"}, "SOULPRINT_EMBEDDING_MODEL"),
+                       ({"SOULPRINT_EMBEDDING_PROVIDER": "bedrock-titan", "SOULPRINT_EMBEDDING_DIMENSIONS": "300"},
+                        "SOULPRINT_EMBEDDING_DIMENSIONS"),
+                       ({"SOULPRINT_EMBEDDING_PROVIDER": "openai"}, "SOULPRINT_EMBEDDING_PROVIDER")):
+        with pytest.raises(SettingsError, match=named):
+            load_settings(env)
