@@ -16,7 +16,7 @@ calibration between a text rank and a cosine distance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Sequence
 
@@ -58,17 +58,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Hit:
-    chunk_id: str
-    conversation_id: str
-    title: str | None
-    message_ids: list[str]
-    tier: str
-    message_at: datetime | None
-    score: float
-    ranks: dict[str, int | None]  # its rank in each retriever (None: that one did not return it)
-    tokens: int
-    text: str
+class Hit(Candidate):
+    """A candidate as the search returns it: its fused score and its rank in each retriever."""
+
+    score: float = 0.0
+    ranks: dict[str, int | None] = field(default_factory=dict)  # None: that retriever did not return it
+
+    @classmethod
+    def of(cls, c: Candidate, score: float, ranks: dict[str, int | None]) -> "Hit":
+        return cls(**{f.name: getattr(c, f.name) for f in fields(Candidate)}, score=score, ranks=ranks)
 
     def to_json(self) -> dict:
         return {"chunk_id": self.chunk_id, "conversation_id": self.conversation_id, "title": self.title,
@@ -118,9 +116,7 @@ def fuse(rankings: dict[str, Sequence[Candidate]], k: int) -> list[Hit]:
     scored.sort()
     hits = []
     for neg, _, chunk_id in scored[:k]:
-        c = by_id[chunk_id]
-        hits.append(Hit(c.chunk_id, c.conversation_id, c.title, c.message_ids, c.tier, c.message_at, -neg,
-                        ranks[chunk_id], c.tokens, c.text))
+        hits.append(Hit.of(by_id[chunk_id], -neg, ranks[chunk_id]))
     return hits
 
 
