@@ -103,9 +103,12 @@ async def test_the_reconciler_redrives_chunks_left_without_vectors(runtime, db, 
 
     monkeypatch.setattr(embed, "embed_job", lost)
     job_id = await publish_import(runtime.settings, user_id, EXPORT)
+    # Everything else about the job has ended, so the embedding is all the reconciler finds.
     job = await wait_until(lambda: db.jobs.get(job_id),
-                           lambda j: j is not None and j.status == "complete" and j.embedding_total is not None,
-                           what="chunking to complete")
+                           lambda j: (j is not None and j.status == "complete" and j.embedding_total is not None
+                                      and j.quick_status in ("ready", "failed")
+                                      and j.full_pass_status in ("complete", "failed", "skipped")),
+                           what="chunking, the quick pass and the full pass to end")
     assert job.embedding_status == EmbeddingStatus.PENDING and job.embedded == 0
     monkeypatch.setattr(embed, "embed_job", real)
 
