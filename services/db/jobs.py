@@ -159,6 +159,17 @@ async def _share_live(conn: asyncpg.Connection, job_ids: set[str]) -> set[str]:
     return {r["job_id"] for r in rows}
 
 
+async def _lock_while_open(conn: asyncpg.Connection, job_id: str, track: str) -> bool:
+    """Lock the job row FOR NO KEY UPDATE; True while the import has not failed and
+    ``track`` (full_pass_status or embedding_status) is still pending or processing."""
+    assert track in ("full_pass_status", "embedding_status")
+    return bool(await conn.fetchval(
+        f"SELECT status <> 'failed' AND {track} IN ('pending', 'processing')"
+        " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+        job_id,
+    ))
+
+
 async def _count_chunked(conn: asyncpg.Connection, per_job: dict[str, list[int]]) -> None:
     """Move the jobs' counters by [conversations, micro, medium, macro] newly chunked."""
     await conn.executemany(
@@ -525,12 +536,7 @@ class Jobs:
         that failed or was retired meanwhile gets nothing written.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            live = await conn.fetchval(
-                "SELECT status <> 'failed' AND full_pass_status IN ('pending', 'processing')"
-                " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
-                job_id,
-            )
-            if not live:
+            if not await _lock_while_open(conn, job_id, "full_pass_status"):
                 return Moved(None)
             await facts.write(conn, job_id, chunk_ids, found, dropped or {})
             job = await _recount(conn, job_id, progressed=True)
@@ -656,12 +662,7 @@ class Jobs:
         completes its embedding once its total is known and reached. None: the job failed,
         was retired or its embedding ended meanwhile (nothing is written)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            live = await conn.fetchval(
-                "SELECT status <> 'failed' AND embedding_status IN ('pending', 'processing')"
-                " FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
-                job_id,
-            )
-            if not live:
+            if not await _lock_while_open(conn, job_id, "embedding_status"):
                 return None
             added = await embeddings.insert(conn, job_id, space.space_id, space.dimensions, chunk_ids, vectors)
             row = await conn.fetchrow(
@@ -741,4 +742,5 @@ class Jobs:
     @staticmethod
     async def _get(conn: asyncpg.Connection, job_id: str) -> Job:
         return Job.from_row(await conn.fetchrow("SELECT * FROM import_jobs WHERE job_id = $1", job_id))
+
 
