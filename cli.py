@@ -61,6 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object: hits and stats")
     p.set_defaults(func=cmd_search)
 
+    p = sub.add_parser("ask", help="ask a person's assistant a question (their soulprint and history)")
+    p.add_argument("user")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print one JSON object: the /v1/query answer")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="run the whole service: workers, query service, HTTP API")
+    p.add_argument("--host", help="address to listen on (default SOULPRINT_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default SOULPRINT_PORT or 8700; 0: any free)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve a person's memory to an MCP client over stdio")
+    p.add_argument("--token", help="the person's API token (default SOULPRINT_TOKEN)")
+    p.add_argument("--user", help="with an operator token: the person to act for")
+    p.set_defaults(func=cmd_mcp)
+
+    p = sub.add_parser("token", help="create or revoke a person's API token")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    t = tsub.add_parser("create", help="print a new token bound to a person")
+    t.add_argument("--user", required=True)
+    t.add_argument("--label", help="a note to tell tokens apart")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_token_create)
+    t = tsub.add_parser("revoke", help="revoke a token (the token itself or its id)")
+    t.add_argument("token")
+    t.set_defaults(func=cmd_token_revoke)
+
     p = sub.add_parser("status", help="show an import job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
@@ -409,6 +436,35 @@ def cmd_search(args, settings: Settings) -> int:
     print(f"{len(result.hits)} of {result.k} hits (full text {c['full_text']}, vector {c['vector']} candidates)"
           + "".join(f"; {note}" for note in result.notes), file=sys.stderr)
     return 0
+
+
+# -- ask --------------------------------------------------------------------------
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    raise CliError("not implemented yet")
+
+
+# -- serve and mcp ----------------------------------------------------------------
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    raise CliError("not implemented yet")
+
+
+def cmd_mcp(args, settings: Settings) -> int:
+    raise CliError("not implemented yet")
+
+
+# -- token ------------------------------------------------------------------------
+
+
+def cmd_token_create(args, settings: Settings) -> int:
+    raise CliError("not implemented yet")
+
+
+def cmd_token_revoke(args, settings: Settings) -> int:
+    raise CliError("not implemented yet")
 
 
 # -- worker -----------------------------------------------------------------------

@@ -124,6 +124,23 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """The query service (`soulprint serve`, `soulprint mcp`): where it listens, who may act, how it answers."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    # An operator's token: may act for any person by naming `user` in a request. None: no operator access.
+    admin_token: str | None = None
+    # The token `soulprint mcp` (stdio) acts with when --token is not given.
+    token: str | None = None
+    # Answers (/v1/query, chat): passages retrieved, and the token budget they may fill in the prompt.
+    answer_hits: int = 8
+    answer_context_tokens: int = 3000
+    # The largest JSON request body the API reads (uploads are streamed, not bound by this).
+    max_request_bytes: int = 1 * MiB
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     # Infrastructure. None means "start the embedded one".
@@ -186,6 +203,7 @@ class Settings:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
     @property
     def embedded_kafka(self) -> bool:
@@ -248,6 +266,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         parse_limits=_parse_limits(r),
         llm=_llm(r),
         embedding=_embedding(r),
+        service=_service(r),
     )
     check_event_size(settings)
     _check_order("SOULPRINT_LLM_CONCURRENCY", settings.llm.initial_concurrency,
@@ -319,6 +338,25 @@ def _embedding(r: _Reader) -> EmbeddingConfig:
                              TITAN_MODEL if provider == "bedrock-titan" else None),
         bedrock_endpoint_url=r.text("SOULPRINT_BEDROCK_ENDPOINT_URL"),
         bedrock_region=r.text("AWS_REGION") or r.text("AWS_DEFAULT_REGION"),
+    )
+
+
+def _service(r: _Reader) -> ServiceConfig:
+    d = ServiceConfig()
+    admin = r.text("SOULPRINT_ADMIN_TOKEN")
+    if admin is not None and len(admin) < 24:
+        raise SettingsError(f"SOULPRINT_ADMIN_TOKEN must be at least 24 characters, got one of {len(admin)}")
+    port = r.integer("SOULPRINT_PORT", d.port)
+    if port > 65535:
+        raise SettingsError(f"SOULPRINT_PORT must be a port number (0-65535), got {port}")
+    return ServiceConfig(
+        host=r.text("SOULPRINT_HOST", d.host),
+        port=port,
+        admin_token=admin,
+        token=r.text("SOULPRINT_TOKEN"),
+        answer_hits=r.integer("SOULPRINT_ANSWER_HITS", d.answer_hits, minimum=1),
+        answer_context_tokens=r.integer("SOULPRINT_ANSWER_CONTEXT_TOKENS", d.answer_context_tokens, minimum=100),
+        max_request_bytes=r.integer("SOULPRINT_MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024),
     )
 
 
