@@ -22,6 +22,7 @@ PINNED = {
     "reduce_facts": (1, "120b420b4798c011"),
     "memory": (1, "25078699fc6b26d1"),
     "sections_v2": (1, "2b9b377c56d98a17"),
+    "answer": (1, "ba9abf12c3311e79"),
 }
 
 

@@ -15,8 +15,10 @@ response-cache key; tests/test_llm_prompts.py pins each text to its version).
   reduce          merging consolidated facts that exceed a budget (domain/consolidation.py).
   memory          the MEMORY document from consolidated facts (domain/memory_doc.py).
   sections_v2     the five sections rewritten from MEMORY and a sample (domain/memory_doc.py).
+  answer          the person's assistant answering a message from the soulprint and history (services/query.py).
 """
 
+from soulprint.domain.prompts.answer import ANSWER
 from soulprint.domain.prompts.facts import FACTS
 from soulprint.domain.prompts.memory import MEMORY
 from soulprint.domain.prompts.quick_sections import QUICK_SECTIONS
@@ -24,4 +26,4 @@ from soulprint.domain.prompts.reduce import REDUCE
 from soulprint.domain.prompts.sections_v2 import SECTIONS_V2
 from soulprint.models.llm import PromptSpec
 
-PROMPTS: dict[str, PromptSpec] = {p.task: p for p in (QUICK_SECTIONS, FACTS, REDUCE, MEMORY, SECTIONS_V2)}
+PROMPTS: dict[str, PromptSpec] = {p.task: p for p in (QUICK_SECTIONS, FACTS, REDUCE, MEMORY, SECTIONS_V2, ANSWER)}

@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
+from soulprint.domain.answering import extractive_answer
 from soulprint.domain.memory_doc import memory_sections_from_facts, parse_memory_markdown
 from soulprint.models.facts import ConsolidatedFact
 from soulprint.models.llm import LLMRequest, LLMResult, Usage
@@ -824,3 +825,11 @@ def sections_v2(payload: Mapping[str, Any]) -> dict[str, Any]:
                                 + agents["remember"], 8)
     soul["values"] = _dedup(mem["beliefs_values"][:3] + soul["values"], 5)
     return base
+
+
+@offline_task("answer")
+def answer(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The passages' sentences and MEMORY bullets that share the most words with the question,
+    cited by passage number and labelled as an offline extractive answer."""
+    return extractive_answer(str(payload.get("question") or ""), list(payload.get("passages") or ()),
+                             str(payload.get("memory") or ""))
