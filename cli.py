@@ -416,8 +416,9 @@ def cmd_search(args, settings: Settings) -> int:
             raise CliError(str(exc)) from exc
         db = await Database.connect(settings.database_url)
         try:
-            result, _ = await db.search.search(args.user, args.text, vector, embedder.space, args.k,
-                                               Filters(tiers=args.tier))
+            async with db.reader.session(args.user) as conn:  # row-level security: this person's rows only
+                result, _ = await db.search.search(conn, args.user, args.text, vector, embedder.space, args.k,
+                                                   Filters(tiers=args.tier))
             return result
         finally:
             await db.close()
@@ -442,29 +443,199 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
-    raise CliError("not implemented yet")
+    from pydantic import ValidationError
+
+    from soulprint.models.query import NoSoulprint, QueryRequest, Unavailable
+    from soulprint.runtime import build_configured_embedder
+    from soulprint.services.db import Database
+    from soulprint.services.embedded import Stack
+    from soulprint.services.embeddings import EmbeddingError
+    from soulprint.services.llm import build_llm_client
+    from soulprint.services.query import QueryService
+
+    try:
+        question = QueryRequest(message=args.question).message
+    except ValidationError as exc:
+        raise CliError(f"the question: {exc.errors()[0]['msg']}") from None
+
+    async def ask(settings):
+        try:
+            embedder = build_configured_embedder(settings.embedding)
+        except EmbeddingError as exc:
+            raise CliError(str(exc)) from exc
+        db = await Database.connect(settings.database_url)
+        # No usage sink: llm_usage rows belong to import jobs; the answer reports its own usage.
+        llm = build_llm_client(settings.llm, cache=db.llm_cache())
+        try:
+            return await QueryService(db, embedder, llm, settings.service).ask(args.user, question)
+        except (NoSoulprint, Unavailable) as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            await llm.aclose()
+            await db.close()
+            await embedder.close()
+
+    with Stack(settings) as stack:
+        answer = _run(ask(stack.start(need_kafka=False, share=True)))
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print(answer.response)
+    if answer.sources:
+        print("\nSources:")
+    for s in answer.sources:
+        when = s["message_at"][:10] if s["message_at"] else "undated"
+        ids = s["message_ids"]
+        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        print(f"[{s['n']}] {s['title'] or s['conversation_id']} ({when}), messages {', '.join(ids[:3])}{more}")
+        print(f"    {s['excerpt']}")
+    print(f"{answer.method}, {answer.chunks_used} passages, {answer.latency_ms:.0f} ms", file=sys.stderr)
+    return 0
 
 
 # -- serve and mcp ----------------------------------------------------------------
 
 
 def cmd_serve(args, settings: Settings) -> int:
-    raise CliError("not implemented yet")
+    """Workers, query service and HTTP API in one process, until SIGINT or SIGTERM (exit 0).
+
+    The socket is bound before anything starts, so a port in use is one line
+    and nothing to clean up. A lost embedded server (or external broker) ends
+    the process non-zero in one line, as for a worker.
+    """
+    from soulprint.services.embedded import Stack
+    from soulprint.services.http.server import ServerError, bind
+
+    host = args.host or settings.service.host
+    port = settings.service.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port must be a port number (0-65535), got {port}")
+    try:
+        sock = bind(host, port)
+    except ServerError as exc:
+        raise CliError(str(exc)) from None
+    with Stack(settings) as stack:
+        asyncio.run(_serve(stack.start(), sock, stack))
+    return 0
+
+
+async def _serve(settings: Settings, sock, stack) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    service = asyncio.create_task(_run_service(settings, sock, stack))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        service.cancel()  # a stop asked for during startup ends the startup too
+        try:
+            await service  # its cleanup (HTTP, then the workers) runs to the end
+        except asyncio.CancelledError:
+            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run_service(settings: Settings, sock, stack) -> None:
+    from soulprint.runtime import build_api, build_query_service, build_runtime
+    from soulprint.services.http.server import ApiServer, ServerError
+    from soulprint.services.kafka import watch_broker
+
+    rt = await build_runtime(settings)
+    server = None
+    try:
+        await rt.start()
+        server = ApiServer(build_api(rt, build_query_service(rt)), sock)
+        try:
+            url = await server.start()
+        except ServerError as exc:
+            raise CliError(str(exc)) from None
+        print(f"soulprint serving on {url}", flush=True)
+        # An embedded server that dies, or an external broker lost: exit non-zero so a supervisor restarts us.
+        lost = await (watch_children(stack) if stack.kafka is not None else watch_broker(settings))
+        abandon(stack, lost or stack.dead_child(), EXIT_FAILED_JOB)
+    finally:
+        if server is not None:
+            await server.stop()
+        await stop_runtime(rt)
+        await rt.db.close()
 
 
 def cmd_mcp(args, settings: Settings) -> int:
-    raise CliError("not implemented yet")
+    """The MCP tools for one person on stdin/stdout: stdout carries the protocol and nothing else
+    (errors are one line on stderr, logs go to stderr and the data directory's log)."""
+    from soulprint.models.access import AccessDenied
+    from soulprint.runtime import standalone_query_service
+    from soulprint.services.auth import Authenticator
+    from soulprint.services.embedded import Stack
+    from soulprint.services.embeddings import EmbeddingError
+    from soulprint.services.http.mcp import run_stdio
+
+    token = args.token or settings.service.token
+    if not token:
+        raise CliError("soulprint mcp needs a token: --token or SOULPRINT_TOKEN (soulprint token create --user U)")
+
+    async def serve(settings):
+        try:
+            async with standalone_query_service(settings) as query:
+                principal = await Authenticator(query.db.tokens, settings.service.admin_token).authenticate(token)
+                if principal is None:
+                    raise CliError("the token is not valid (unknown or revoked)")
+                try:
+                    user = principal.acting_for(args.user)
+                except AccessDenied as exc:
+                    raise CliError(f"{exc} (--user)") from None
+                await run_stdio(query, user)
+        except EmbeddingError as exc:
+            raise CliError(str(exc)) from exc
+
+    with Stack(settings) as stack:
+        _run(serve(stack.start(need_kafka=False, share=True)))
+    return 0
 
 
 # -- token ------------------------------------------------------------------------
 
 
+def _on_tokens(settings: Settings, work):
+    """Run ``work(db.tokens)`` on the stack's Postgres (embedded, shared with a running one, or external)."""
+    from soulprint.services.embedded import Stack
+    from soulprint.services.db import Database
+
+    async def run(settings):
+        db = await Database.connect(settings.database_url)
+        try:
+            return await work(db.tokens)
+        finally:
+            await db.close()
+
+    with Stack(settings) as stack:
+        return _run(run(stack.start(need_kafka=False, share=True)))
+
+
 def cmd_token_create(args, settings: Settings) -> int:
-    raise CliError("not implemented yet")
+    user, label = args.user.strip(), (args.label or "").strip() or None
+    if not user:
+        raise CliError("--user must name a person")
+    token_id, token = _on_tokens(settings, lambda tokens: tokens.create(user, label))
+    if args.json:
+        print(json.dumps({"token_id": token_id, "user": user, "label": label, "token": token}))
+    else:
+        print(token)
+        print(f"token {token_id} for {user}: shown once, keep it now (revoke: soulprint token revoke {token_id})",
+              file=sys.stderr)
+    return 0
 
 
 def cmd_token_revoke(args, settings: Settings) -> int:
-    raise CliError("not implemented yet")
+    name = args.token.strip()
+    if not name or not _on_tokens(settings, lambda tokens: tokens.revoke(name)):
+        raise CliError(f"no such token: {name!r}" if name else "name a token or its id")
+    print("revoked")
+    return 0
 
 
 # -- worker -----------------------------------------------------------------------

@@ -42,6 +42,16 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         raise DatabaseError(f"cannot connect to Postgres: {exc}") from None
 
 
+async def ping(pool: asyncpg.Pool, timeout_s: float = 5.0) -> bool:
+    """One round trip to the server (GET /health): False if it does not answer in time."""
+    try:
+        async with pool.acquire(timeout=timeout_s) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
+        return True
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False
+
+
 async def migrate(pool: asyncpg.Pool) -> list[str]:
     """Apply the migrations not applied yet, in order; returns their names."""
     files = sorted(

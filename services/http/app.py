@@ -1,0 +1,47 @@
+"""The query service's one ASGI app: REST under /v1, the OpenAI-compatible chat, MCP at /mcp, /health.
+
+Built by ``runtime.build_api`` from the runtime's parts (or by a test from its
+own), served by ``server.ApiServer``. The MCP mount's session manager runs in
+this app's lifespan, so it starts and stops with the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from soulprint.services.http.errors import exception_handlers
+from soulprint.services.http.health import Health
+from soulprint.services.http.routes import Routes
+
+if TYPE_CHECKING:
+    from soulprint.services.auth import Authenticator
+    from soulprint.services.http.mcp import McpMount
+    from soulprint.services.query import QueryService
+    from soulprint.settings import ServiceConfig
+
+
+def build_app(query: "QueryService", auth: "Authenticator", config: "ServiceConfig", mcp: "McpMount | None" = None,
+              *, health: Health) -> Starlette:
+    r = Routes(query, auth, config, health)
+    routes = [
+        Route("/health", r.health, methods=["GET"]),
+        Route("/v1/search", r.search, methods=["POST"]),
+        Route("/v1/query", r.ask, methods=["POST"]),
+        Route("/v1/soulprint", r.soulprint, methods=["GET"]),
+        Route("/v1/facts", r.facts, methods=["GET"]),
+        Route("/v1/chat/completions", r.chat, methods=["POST"]),
+        Route("/v1/models", r.models, methods=["GET"]),
+    ]
+    if mcp is not None:
+        routes.append(Route("/mcp", mcp.asgi))  # an ASGI app: every method, the transport decides
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with mcp.lifespan() if mcp is not None else contextlib.nullcontext():
+            yield
+
+    return Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
