@@ -23,13 +23,23 @@ HISTORY_TOKENS = 2_000  # the conversation so far: its latest turns, within this
 EXCERPT_CHARS = 300  # a source's excerpt
 
 
+def passage_of(hit: Hit) -> tuple[str, list[str]]:
+    """A hit's text and messages as a passage: widened by its neighbouring messages when the search
+    expanded it (``hit.context``), else its own."""
+    if hit.context is not None:
+        return hit.context.text, list(hit.context.message_ids)
+    return hit.text, list(hit.message_ids)
+
+
 @dataclass(frozen=True)
 class Passage:
-    """A hit as the prompt numbers it (1-based); ``text`` is what the prompt holds."""
+    """A hit as the prompt numbers it (1-based): ``text`` is what the prompt holds, ``message_ids``
+    the messages that text comes from."""
 
     n: int
     hit: Hit
     text: str
+    message_ids: list[str]
 
     @property
     def date(self) -> str:
@@ -40,10 +50,12 @@ class Passage:
         return {"n": self.n, "title": self.hit.title or "", "date": self.date, "text": self.text}
 
     def source(self) -> dict[str, Any]:
+        """The passage as an answer's source: its messages, and as excerpt the hit's own text (what
+        matched, not the context around it)."""
         h = self.hit
         return {"n": self.n, "chunk_id": h.chunk_id, "conversation_id": h.conversation_id, "title": h.title,
-                "message_ids": list(h.message_ids), "tier": h.tier,
-                "message_at": _iso(h.message_at), "excerpt": _cut(" ".join(self.text.split()), EXCERPT_CHARS)}
+                "message_ids": list(self.message_ids), "tier": h.tier, "message_at": _iso(h.message_at),
+                "excerpt": _cut(" ".join(h.text.split()), EXCERPT_CHARS)}
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -67,17 +79,18 @@ def select_passages(hits: Sequence[Hit], budget_tokens: int) -> list[Passage]:
     held: dict[str, set[str]] = {}
     left = budget_tokens
     for hit in hits:
-        if set(hit.message_ids) <= held.get(hit.conversation_id, set()) and hit.message_ids:
+        text, message_ids = passage_of(hit)
+        if message_ids and set(message_ids) <= held.get(hit.conversation_id, set()):
             continue
-        text = hit.text.strip()
+        text = text.strip()
         cost = estimate_tokens(text)
         if cost > left:
             if passages or left <= 0:
                 continue
             text = text[: left * CHARS_PER_TOKEN].rstrip()
             cost = estimate_tokens(text)
-        passages.append(Passage(len(passages) + 1, hit, text))
-        held.setdefault(hit.conversation_id, set()).update(hit.message_ids)
+        passages.append(Passage(len(passages) + 1, hit, text, message_ids))
+        held.setdefault(hit.conversation_id, set()).update(message_ids)
         left -= cost
     return passages
 
