@@ -12,11 +12,18 @@ micro chunk, and ``ts_rank_cd`` ranks chunks that match more of them first.
 Fusion: reciprocal rank (``sum 1 / (K + rank)`` over the retrievers that
 returned a chunk; K = 60, the usual constant), which needs no score
 calibration between a text rank and a cosine distance.
+
+Neighbour expansion (``expand``): a micro hit is one sentence or two of one
+message; what it means is often in the messages around it. Each hit is
+widened, one neighbouring micro chunk at a time and in rank order across
+hits, until the hits' total tokens would pass the budget; a chunk is never
+shown twice (not a hit's own, not another hit's context), so two hits in one
+thread grow towards each other and stop where they meet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Sequence
 
@@ -55,6 +62,22 @@ class Candidate:
     message_at: datetime | None
     tokens: int
     text: str
+    chunk_index: int = 0  # position in its conversation's tier (what "neighbouring" is measured in)
+
+
+@dataclass(frozen=True)
+class Context:
+    """A hit widened by its neighbouring micro chunks: the passage in conversation order."""
+
+    text: str  # the neighbours before, the hit's own text, the neighbours after
+    message_ids: list[str]  # the passage's messages, in order
+    tokens: int  # the passage's tokens (the hit's own included)
+    added_message_ids: list[str]  # messages the hit itself does not cover
+    added_tokens: int
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "message_ids": self.message_ids, "tokens": self.tokens,
+                "added_message_ids": self.added_message_ids, "added_tokens": self.added_tokens}
 
 
 @dataclass(frozen=True)
@@ -63,16 +86,24 @@ class Hit(Candidate):
 
     score: float = 0.0
     ranks: dict[str, int | None] = field(default_factory=dict)  # None: that retriever did not return it
+    context: Context | None = None  # only when the search was asked to expand
 
     @classmethod
     def of(cls, c: Candidate, score: float, ranks: dict[str, int | None]) -> "Hit":
         return cls(**{f.name: getattr(c, f.name) for f in fields(Candidate)}, score=score, ranks=ranks)
 
+    @property
+    def total_tokens(self) -> int:
+        return self.context.tokens if self.context else self.tokens
+
     def to_json(self) -> dict:
-        return {"chunk_id": self.chunk_id, "conversation_id": self.conversation_id, "title": self.title,
-                "message_ids": self.message_ids, "tier": self.tier,
-                "message_at": self.message_at.isoformat() if self.message_at else None,
-                "score": round(self.score, 6), "ranks": self.ranks, "tokens": self.tokens, "text": self.text}
+        out = {"chunk_id": self.chunk_id, "conversation_id": self.conversation_id, "title": self.title,
+               "message_ids": self.message_ids, "tier": self.tier,
+               "message_at": self.message_at.isoformat() if self.message_at else None,
+               "score": round(self.score, 6), "ranks": self.ranks, "tokens": self.tokens, "text": self.text}
+        if self.context is not None:
+            out["context"] = self.context.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,16 +114,23 @@ class SearchResult:
     job_id: str | None  # the person's current import searched (None: the person has none)
     space: str | None  # the embedding space of the vector side
     notes: list[str] = field(default_factory=list)  # why a retriever found nothing, said out loud
+    vector_path: str | None = None  # "exact", "hnsw", or "exact after hnsw" (the index scan came up short)
+    expand_tokens: int | None = None  # the budget the hits were widened within (None: not widened)
 
     @property
     def fewer_than_k(self) -> bool:
         return len(self.hits) < self.k
 
+    @property
+    def tokens(self) -> int:
+        return sum(h.total_tokens for h in self.hits)
+
     def to_json(self) -> dict:
         return {"hits": [h.to_json() for h in self.hits],
                 "stats": {"k": self.k, "returned": len(self.hits), "fewer_than_k": self.fewer_than_k,
                           "candidates": self.candidates, "job_id": self.job_id, "space": self.space,
-                          "notes": self.notes}}
+                          "vector_path": self.vector_path, "tokens": self.tokens,
+                          "expand_tokens": self.expand_tokens, "notes": self.notes}}
 
 
 def fuse(rankings: dict[str, Sequence[Candidate]], k: int) -> list[Hit]:
@@ -123,3 +161,73 @@ def fuse(rankings: dict[str, Sequence[Candidate]], k: int) -> list[Hit]:
 def single(name: str, rankings: dict[str, Sequence[Candidate]], k: int) -> list[Hit]:
     """One retriever's own ranking as hits (what fusion is measured against)."""
     return fuse({name: rankings[name]}, k)
+
+
+def expand(hits: Sequence[Hit], neighbours: dict[str, tuple[Sequence[Candidate], Sequence[Candidate]]],
+           budget: int) -> list[Hit]:
+    """The hits widened by their neighbours while the total tokens stay within ``budget``.
+
+    ``neighbours[chunk_id]``: the micro chunks before the hit (nearest first) and after it
+    (nearest first), of its conversation. Rounds in rank order, each hit taking its next
+    neighbour on the side it took fewer from; a side closes at a chunk already shown or one
+    that does not fit. Hits are never dropped: a budget below their own tokens adds nothing.
+    """
+    used = {h.chunk_id for h in hits}
+    left = budget - sum(h.tokens for h in hits)
+    taken: list[tuple[list[Candidate], list[Candidate]]] = [([], []) for _ in hits]
+    open_sides = [[True, True] for _ in hits]
+    grew = True
+    while grew:
+        grew = False
+        for i, h in enumerate(hits):
+            before, after = neighbours.get(h.chunk_id, ((), ()))
+            for side in sorted((0, 1), key=lambda s: len(taken[i][s])):
+                if not open_sides[i][side]:
+                    continue
+                pool, n = (before, after)[side], len(taken[i][side])
+                if n >= len(pool) or pool[n].chunk_id in used or pool[n].tokens > left:
+                    open_sides[i][side] = False
+                    continue
+                c = pool[n]
+                taken[i][side].append(c)
+                used.add(c.chunk_id)
+                left -= c.tokens
+                grew = True
+                break
+    return [replace(h, context=_context(h, before, after)) for h, (before, after) in zip(hits, taken)]
+
+
+def _context(h: Hit, before: list[Candidate], after: list[Candidate]) -> Context:
+    passage = [*reversed(before), h, *after]
+    ids = list(dict.fromkeys(m for c in passage for m in c.message_ids))
+    own = set(h.message_ids)
+    added = sum(c.tokens for c in before) + sum(c.tokens for c in after)
+    return Context(text="\n".join(c.text for c in passage), message_ids=ids, tokens=h.tokens + added,
+                   added_message_ids=[m for m in ids if m not in own], added_tokens=added)
+
+
+@dataclass(frozen=True)
+class FactHit:
+    """A consolidated fact found for a query, with the messages it was read in."""
+
+    fact_id: str  # the consolidated key (stable across runs of one import)
+    category: str
+    subject: str
+    text: str
+    first_seen: datetime | None
+    last_seen: datetime | None
+    event_date: str | None  # the date the fact itself names ("2025-09"), as written
+    mentions: int
+    sources: list[dict]  # {conversation_id, title, message_ids, message_at}
+    score: float
+
+    def to_json(self) -> dict:
+        return {"fact_id": self.fact_id, "category": self.category, "subject": self.subject, "text": self.text,
+                "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
+                "event_date": self.event_date, "mentions": self.mentions,
+                "sources": [{**s, "message_at": _iso(s.get("message_at"))} for s in self.sources],
+                "score": round(self.score, 6)}
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None

@@ -71,12 +71,14 @@ async def test_a_search_never_returns_another_persons_rows(runtime, db):
                               Filters(since=datetime(2000, 1, 1, tzinfo=timezone.utc)),
                               Filters(tiers=["medium", "macro"], conversation_ids=conversations[:1])])
         for person in (alice, bob):
-            result, rankings = await db.search.search(person, query, vector, embedder.space, 20, filters)
+            async with db.pool.acquire() as conn:
+                result, rankings = await db.search.search(conn, person, query, vector, embedder.space, 20, filters)
             ids = [h.chunk_id for h in result.hits] + [c.chunk_id for cs in rankings.values() for c in cs]
             assert await _owner_of(db, ids) <= {person}, (query, filters)
             answered += bool(result.hits)
     assert answered >= 20  # most searches find something: the check above is not vacuous
-    nobody, _ = await db.search.search("nobody-at-all", "lisbon", vector, embedder.space, 5)
+    async with db.pool.acquire() as conn:
+        nobody, _ = await db.search.search(conn, "nobody-at-all", "lisbon", vector, embedder.space, 5)
     assert nobody.hits == [] and nobody.fewer_than_k and nobody.notes == ["nobody-at-all has no complete import"]
 
 
@@ -102,7 +104,8 @@ async def test_fusion_recalls_at_least_as_much_as_either_retriever(runtime, db, 
     found = {"full_text": 0, "vector": 0, "fusion": 0}
     for q in queries:
         vector = (await embedder.embed([q["query"]], "query"))[0]
-        result, rankings = await db.search.search(user_id, q["query"], vector, embedder.space, 20)
+        async with db.pool.acquire() as conn:
+            result, rankings = await db.search.search(conn, user_id, q["query"], vector, embedder.space, 20)
         answers = set(q["conversations"])
         found["fusion"] += _recall_at(result.hits, answers, 5)
         for name in ("full_text", "vector"):

@@ -1,25 +1,53 @@
-"""Hybrid search over one person's current import: full text, exact vectors, fusion.
+"""Hybrid search over one person's current import: full text, vectors, fusion; and fact search.
 
-Every query is scoped twice: ``user_id = $1`` and ``job_id =`` the person's
-current import (people.current_job_id), so no filter can reach another
-person's rows. The vector side is exact: it orders by ``embedding <=>
-$q::vector`` without the HNSW index's cast, so Postgres scans the person's
-vectors (the key's (job_id, …) prefix) instead of walking a graph of everyone's
-and filtering afterwards, which can return fewer than k for one person's
-scope. Ranking and fusion are domain/retrieval.py.
+Every query runs on the connection it is given (the caller's read-only
+session, where row-level security shows one person's rows) and is scoped in
+SQL as well: ``user_id = $1`` and ``job_id =`` the person's current import
+(people.current_job_id), so no filter can reach another person's rows even
+on an owner connection.
+
+The vector side has two paths, chosen by how many vectors the person has in
+the space (import_jobs.embedded, counted by the embedding stage):
+
+* exact, below ``HNSW_MIN_VECTORS``: ``ORDER BY embedding <=> $q`` without
+  the index's cast reads the person's vectors by the key's job_id prefix and
+  sorts them. Exact, and faster than the index for a small scope, since a
+  graph walk over everyone's vectors must pass many foreign ones to find a
+  small person's own.
+* HNSW, from ``HNSW_MIN_VECTORS`` on: the space's partial expression index
+  (db.chunks.ensure_embedding_index) with ``hnsw.iterative_scan =
+  relaxed_order``, so the scan goes on past foreign and filtered-out rows
+  until it has the asked number for this person's scope; the candidates are
+  re-sorted by exact distance. If it still comes up short (a narrow filter,
+  ``hnsw.max_scan_tuples`` reached) the exact path answers instead, so a
+  filtered search never silently returns fewer than exists. A conversation
+  filter always goes exact: its scope is a few conversations.
+
+Ranking, fusion and neighbour expansion are domain/retrieval.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Sequence
 
 import asyncpg
 import orjson
 
-from soulprint.domain.retrieval import Candidate, SearchResult, fuse, tsquery_text
+from soulprint.domain.chunking import chunk_id
+from soulprint.domain.retrieval import Candidate, FactHit, SearchResult, expand, fuse, tsquery_text
 from soulprint.models.embedding import EmbeddingSpace
+
+# From this many vectors of the person in the space, the HNSW path (bench/README.md,
+# "Retrieval quality": exact costs ~linear in the person's vectors, the index ~flat).
+HNSW_MIN_VECTORS = 20_000
+# The index scan keeps this many candidates per search at least (ef_search), reads at
+# most this many tuples (foreign and filtered-out included) before giving up to exact.
+HNSW_EF_SEARCH = 200
+HNSW_MAX_SCAN_TUPLES = 200_000
+# A hit widens by at most this many micro chunks on each side (what one query fetches).
+NEIGHBOURS_PER_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -38,54 +66,74 @@ _SCOPE = """k.user_id = $1 AND k.job_id = $2
    AND ($6::text[] IS NULL OR k.conversation_id = ANY($6::text[]))"""
 
 _COLUMNS = """k.chunk_id::text AS chunk_id, k.conversation_id, k.conversation_title, k.message_ids, k.tier,
-       k.message_at, k.token_count, k.content"""
+       k.message_at, k.token_count, k.content, k.chunk_index"""
+
+# Ties within a retriever: the newer chunk, then conversation and position.
+_TIES = "k.message_at DESC NULLS LAST, k.conversation_id, k.tier, k.chunk_index"
 
 
 def _candidate(r: asyncpg.Record) -> Candidate:
     return Candidate(r["chunk_id"], r["conversation_id"], r["conversation_title"], list(r["message_ids"]),
-                     r["tier"], r["message_at"], r["token_count"], r["content"])
+                     r["tier"], r["message_at"], r["token_count"], r["content"], r["chunk_index"])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _tsquery(conn: asyncpg.Connection, query: str) -> str:
+    """The query's `simple` words OR'd with their English stems (domain.retrieval.tsquery_text)."""
+    words = await conn.fetch(
+        "SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
+        " AS e) AS stem FROM unnest(to_tsvector('simple', $1)) AS w",
+        query,
+    )
+    return tsquery_text([(r["word"], r["stem"]) for r in words])
+
+
+async def _current(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT p.current_job_id AS job_id, j.embedding_model, j.embedded, j.embedding_total FROM people p"
+        " JOIN import_jobs j ON j.job_id = p.current_job_id WHERE p.user_id = $1 AND j.user_id = $1",
+        user_id,
+    )
 
 
 class Search:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+    def __init__(self, pool: asyncpg.Pool, *, hnsw_min_vectors: int = HNSW_MIN_VECTORS) -> None:
+        self.pool = pool  # not used for searching: every search runs on the caller's connection
+        self.hnsw_min_vectors = hnsw_min_vectors
 
-    async def search(self, user_id: str, query: str, query_vector: Sequence[float] | None,
-                     space: EmbeddingSpace | None, k: int, filters: Filters = Filters(),
+    async def search(self, conn: asyncpg.Connection, user_id: str, query: str,
+                     query_vector: Sequence[float] | None, space: EmbeddingSpace | None, k: int,
+                     filters: Filters = Filters(), *, expand_tokens: int | None = None,
                      depth: int | None = None) -> tuple[SearchResult, dict[str, list[Candidate]]]:
         """The fused top ``k`` and each retriever's candidates (``depth`` each, default 4k, at least 50).
 
-        Ties within a retriever go to the newer chunk, then conversation and position: an order
-        of the person's content, not of ids (chunk ids differ between people with the same text).
+        ``expand_tokens``: widen the hits with neighbouring micro chunks of their conversation
+        while the hits' total tokens stay within it (domain.retrieval.expand).
         """
         depth = depth or max(4 * k, 50)
-        async with self.pool.acquire() as conn:
-            job = await conn.fetchrow(
-                "SELECT p.current_job_id, j.embedding_model FROM people p"
-                " JOIN import_jobs j ON j.job_id = p.current_job_id WHERE p.user_id = $1",
-                user_id,
-            )
-            if job is None:
-                empty = {"full_text": [], "vector": []}
-                return SearchResult([], k, {"full_text": 0, "vector": 0}, None, None,
-                                    [f"{user_id} has no complete import"]), empty
-            job_id, notes = job["current_job_id"], []
-            scope = (user_id, job_id, list(filters.tiers) if filters.tiers else None, filters.since, filters.until,
-                     list(filters.conversation_ids) if filters.conversation_ids else None)
-            full_text = await self._full_text(conn, scope, query, depth, notes)
-            vector = await self._vector(conn, scope, query_vector, space, depth, notes)
+        job = await _current(conn, user_id)
+        if job is None:
+            empty = {"full_text": [], "vector": []}
+            return SearchResult([], k, {"full_text": 0, "vector": 0}, None, None,
+                                [f"{user_id} has no complete import"], expand_tokens=expand_tokens), empty
+        job_id, notes = job["job_id"], []
+        scope = (user_id, job_id, list(filters.tiers) if filters.tiers else None, filters.since, filters.until,
+                 list(filters.conversation_ids) if filters.conversation_ids else None)
+        full_text = await self._full_text(conn, scope, query, depth, notes)
+        vector, path = await self._vector(conn, job, scope, query_vector, space, depth, notes)
         rankings = {"full_text": full_text, "vector": vector}
-        result = SearchResult(fuse(rankings, k), k, {n: len(c) for n, c in rankings.items()}, job_id,
-                              space.space_id if space else None, notes)
+        hits = fuse(rankings, k)
+        if expand_tokens is not None:
+            hits = expand(hits, await self._neighbours(conn, user_id, job_id, hits), expand_tokens)
+        result = SearchResult(hits, k, {n: len(c) for n, c in rankings.items()}, job_id,
+                              space.space_id if space else None, notes, path, expand_tokens)
         return result, rankings
 
     async def _full_text(self, conn, scope: tuple, query: str, depth: int, notes: list[str]) -> list[Candidate]:
-        words = await conn.fetch(
-            "SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
-            " AS e) AS stem FROM unnest(to_tsvector('simple', $1)) AS w",
-            query,
-        )
-        text = tsquery_text([(r["word"], r["stem"]) for r in words])
+        text = await _tsquery(conn, query)
         if not text:
             notes.append("full text: the query has no searchable word")
             return []
@@ -94,29 +142,164 @@ class Search:
             SELECT {_COLUMNS}, ts_rank_cd(k.content_tsv, q) AS rank
               FROM conversation_chunks k, to_tsquery('simple', $7) AS q
              WHERE {_SCOPE} AND k.content_tsv @@ q
-             ORDER BY rank DESC, k.message_at DESC NULLS LAST, k.conversation_id, k.tier, k.chunk_index
+             ORDER BY rank DESC, {_TIES}
              LIMIT $8
             """,
             *scope, text, depth,
         )
         return [_candidate(r) for r in rows]
 
-    async def _vector(self, conn, scope: tuple, query_vector: Sequence[float] | None, space: EmbeddingSpace | None,
-                      depth: int, notes: list[str]) -> list[Candidate]:
+    async def _vector(self, conn, job: asyncpg.Record, scope: tuple, query_vector: Sequence[float] | None,
+                      space: EmbeddingSpace | None, depth: int,
+                      notes: list[str]) -> tuple[list[Candidate], str | None]:
         if query_vector is None or space is None:
             notes.append("vector: no query embedding")
-            return []
+            return [], None
+        literal = orjson.dumps(list(query_vector)).decode()
+        same = job["embedding_model"] == space.space_id
+        if same and job["embedding_total"] is not None and job["embedded"] < job["embedding_total"]:
+            notes.append(f"vector: {job['embedded']} of {job['embedding_total']} chunks embedded so far")
+        many = same and job["embedded"] >= self.hnsw_min_vectors
+        if many and scope[5] is None and space.dimensions <= 2000:
+            rows = await self._vector_hnsw(conn, scope, literal, space, depth)
+            if len(rows) == depth:
+                return rows, "hnsw"
+            path = "exact after hnsw"
+        else:
+            path = "exact"
+        rows = await self._vector_exact(conn, scope, literal, space, depth)
+        if not rows:
+            notes.append(f"vector: the current import has no vectors of {space.space_id} in this scope")
+        return rows, path
+
+    async def _vector_exact(self, conn, scope: tuple, literal: str, space: EmbeddingSpace,
+                            depth: int) -> list[Candidate]:
         rows = await conn.fetch(
             f"""
             SELECT {_COLUMNS}
               FROM chunk_embeddings e
               JOIN conversation_chunks k ON k.job_id = e.job_id AND k.chunk_id = e.chunk_id
              WHERE {_SCOPE} AND e.job_id = $2 AND e.model = $7
-             ORDER BY e.embedding <=> $8::vector, k.message_at DESC NULLS LAST, k.conversation_id, k.tier, k.chunk_index
+             ORDER BY e.embedding <=> $8::vector, {_TIES}
              LIMIT $9
             """,
-            *scope, space.space_id, orjson.dumps(list(query_vector)).decode(), depth,
+            *scope, space.space_id, literal, depth,
         )
-        if not rows:
-            notes.append(f"vector: the current import has no vectors of {space.space_id} in this scope")
         return [_candidate(r) for r in rows]
+
+    async def _vector_hnsw(self, conn, scope: tuple, literal: str, space: EmbeddingSpace,
+                           depth: int) -> list[Candidate]:
+        """The index scan (its cast and its predicate, the model as a literal so the planner
+        proves the partial index), then an exact re-sort of what it found."""
+        n = int(space.dimensions)
+        async with conn.transaction():  # SET LOCAL needs one (a savepoint inside a session's)
+            await conn.execute(
+                "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+                f" SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, min(2 * depth, 1000))};"
+                f" SET LOCAL hnsw.max_scan_tuples = {HNSW_MAX_SCAN_TUPLES}"
+            )
+            rows = await conn.fetch(
+                f"""
+                SELECT * FROM (
+                    SELECT {_COLUMNS}, e.embedding::vector({n}) <=> $7::vector({n}) AS distance
+                      FROM chunk_embeddings e
+                      JOIN conversation_chunks k ON k.job_id = e.job_id AND k.chunk_id = e.chunk_id
+                     WHERE {_SCOPE} AND e.job_id = $2 AND e.model = {_literal(space.space_id)}
+                     ORDER BY e.embedding::vector({n}) <=> $7::vector({n})
+                     LIMIT $8
+                ) k
+                ORDER BY k.distance, {_TIES}
+                """,
+                *scope, literal, depth,
+            )
+        return [_candidate(r) for r in rows]
+
+    async def _neighbours(self, conn, user_id: str, job_id: str,
+                          hits: Sequence) -> dict[str, tuple[list[Candidate], list[Candidate]]]:
+        """Per micro hit, the micro chunks before and after it (nearest first), by their derived ids.
+
+        Medium and macro hits are passages of their own and get none.
+        """
+        wanted: dict[str, tuple[str, int, int]] = {}  # neighbour id -> (hit, side, distance)
+        for h in hits:
+            if h.tier != "micro":
+                continue
+            for d in range(1, NEIGHBOURS_PER_SIDE + 1):
+                for side, index in ((0, h.chunk_index - d), (1, h.chunk_index + d)):
+                    if index >= 0:
+                        wanted[chunk_id(user_id, h.conversation_id, "micro", index)] = (h.chunk_id, side, d)
+        if not wanted:
+            return {}
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM conversation_chunks k"
+            " WHERE k.user_id = $1 AND k.job_id = $2 AND k.chunk_id = ANY($3::uuid[])",
+            user_id, job_id, list(wanted),
+        )
+        found: dict[str, tuple[list[Candidate], list[Candidate]]] = {}
+        for r in sorted(rows, key=lambda r: wanted[r["chunk_id"]][2]):  # micro indices have no gaps
+            hit, side, _ = wanted[r["chunk_id"]]
+            found.setdefault(hit, ([], []))[side].append(_candidate(r))
+        return found
+
+    async def facts(self, conn: asyncpg.Connection, user_id: str, query: str | None, k: int = 20) -> list[FactHit]:
+        """Consolidated facts of the person's current import, with the messages they were read in.
+
+        With a query: full text over subject and statement (the query built as for chunks),
+        ``ts_rank_cd`` weighted by ``1 + ln(mentions)`` (a statement made in many conversations
+        is more surely the person's); without: all, by category, then mentions.
+        """
+        job = await _current(conn, user_id)
+        if job is None:
+            return []
+        document = "to_tsvector('simple', coalesce(c.fact->>'subject', '') || ' ' || coalesce(c.fact->>'text', ''))"
+        mentions = "greatest(coalesce((c.fact->>'mentions')::int, 1), 1)"
+        if query is None:
+            rows = await conn.fetch(
+                f"SELECT c.key, c.fact, 0.0::float8 AS score FROM consolidated_facts c"
+                f" WHERE c.user_id = $1 AND c.job_id = $2 ORDER BY c.category, {mentions} DESC, c.position LIMIT $3",
+                user_id, job["job_id"], k,
+            )
+        else:
+            text = await _tsquery(conn, query)
+            if not text:
+                return []
+            rows = await conn.fetch(
+                f"""
+                SELECT c.key, c.fact, ts_rank_cd({document}, q) * (1 + ln({mentions}))::float8 AS score
+                  FROM consolidated_facts c, to_tsquery('simple', $3) AS q
+                 WHERE c.user_id = $1 AND c.job_id = $2 AND {document} @@ q
+                 ORDER BY score DESC, {mentions} DESC, c.position
+                 LIMIT $4
+                """,
+                user_id, job["job_id"], text, k,
+            )
+        facts = [(r["key"], r["fact"], float(r["score"])) for r in rows]
+        chunks = await self._source_chunks(conn, user_id, job["job_id"], facts)
+        return [_fact_hit(key, fact, score, chunks) for key, fact, score in facts]
+
+    async def _source_chunks(self, conn, user_id: str, job_id: str, facts: list) -> dict[str, asyncpg.Record]:
+        ids = list({s["chunk_id"] for _, f, _ in facts for s in f.get("sources") or () if s.get("chunk_id")})
+        rows = await conn.fetch(
+            "SELECT k.chunk_id::text AS chunk_id, k.conversation_title, k.message_at FROM conversation_chunks k"
+            " WHERE k.user_id = $1 AND k.job_id = $2 AND k.chunk_id = ANY($3::uuid[])",
+            user_id, job_id, ids,
+        )
+        return {r["chunk_id"]: r for r in rows}
+
+
+def _when(seconds) -> datetime | None:
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc) if seconds is not None else None
+
+
+def _fact_hit(key: str, fact: dict, score: float, chunks: dict[str, asyncpg.Record]) -> FactHit:
+    sources = []
+    for s in fact.get("sources") or ():
+        chunk = chunks.get(s.get("chunk_id") or "")
+        sources.append({"conversation_id": s.get("conversation_id"),
+                        "title": chunk["conversation_title"] if chunk else None,
+                        "message_ids": list(s.get("message_ids") or ()),
+                        "message_at": chunk["message_at"] if chunk else None})
+    return FactHit(fact_id=key, category=fact.get("category") or "", subject=fact.get("subject") or "",
+                   text=fact.get("text") or "", first_seen=_when(fact.get("first_seen")),
+                   last_seen=_when(fact.get("last_seen")), event_date=fact.get("date"),
+                   mentions=max(1, int(fact.get("mentions") or 1)), sources=sources, score=score)
