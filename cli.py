@@ -446,12 +446,9 @@ def cmd_ask(args, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from soulprint.models.query import NoSoulprint, QueryRequest, Unavailable
-    from soulprint.runtime import build_configured_embedder
-    from soulprint.services.db import Database
+    from soulprint.runtime import standalone_query_service
     from soulprint.services.embedded import Stack
     from soulprint.services.embeddings import EmbeddingError
-    from soulprint.services.llm import build_llm_client
-    from soulprint.services.query import QueryService
 
     try:
         question = QueryRequest(message=args.question).message
@@ -460,20 +457,10 @@ def cmd_ask(args, settings: Settings) -> int:
 
     async def ask(settings):
         try:
-            embedder = build_configured_embedder(settings.embedding)
-        except EmbeddingError as exc:
+            async with standalone_query_service(settings) as service:
+                return await service.ask(args.user, question)
+        except (EmbeddingError, NoSoulprint, Unavailable) as exc:
             raise CliError(str(exc)) from exc
-        db = await Database.connect(settings.database_url)
-        # No usage sink: llm_usage rows belong to import jobs; the answer reports its own usage.
-        llm = build_llm_client(settings.llm, cache=db.llm_cache())
-        try:
-            return await QueryService(db, embedder, llm, settings.service).ask(args.user, question)
-        except (NoSoulprint, Unavailable) as exc:
-            raise CliError(str(exc)) from exc
-        finally:
-            await llm.aclose()
-            await db.close()
-            await embedder.close()
 
     with Stack(settings) as stack:
         answer = _run(ask(stack.start(need_kafka=False, share=True)))
