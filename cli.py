@@ -574,7 +574,7 @@ def cmd_mcp(args, settings: Settings) -> int:
                 try:
                     user = principal.acting_for(args.user)
                 except AccessDenied as exc:
-                    raise CliError(f"{exc} (--user)") from None
+                    raise CliError(f"{exc}{' with --user' if principal.admin else ''}") from None
                 await run_stdio(query, user)
         except EmbeddingError as exc:
             raise CliError(str(exc)) from exc
