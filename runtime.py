@@ -18,7 +18,8 @@ from pathlib import Path
 import faust
 
 from soulprint.settings import EmbeddingConfig, Settings
-from soulprint.agents import chunker, consolidate, embed, facts, ingest, memory, quick, reconciler, sections
+from soulprint.agents import (chunker, consolidate, embed, facts, ingest, memory, query_view, quick, reconciler,
+                              sections)
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
@@ -178,7 +179,7 @@ async def build_runtime(settings: Settings) -> Runtime:
                                                          settings.quick_llm_max_concurrency, name="quick-pass"))
     rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
                  embedder=build_configured_embedder(settings.embedding))
-    # The pipeline, in the order events flow through it.
-    for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler):
+    # The pipeline, in the order events flow through it; then the query service's view of it.
+    for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view):
         stage.register(rt)
     return rt

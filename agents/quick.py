@@ -50,13 +50,14 @@ async def quick_pass(rt, event: QuickPassRequested) -> None:
     sections = Sections.from_result(results[0])
     for extra in results[1:]:
         sections = sections.merge(Sections.from_result(extra))
-    text = sections.soulprint_text()
+    text, rendered = sections.soulprint_text(), rendered_sections(sections)
     # Not stored for a job that failed meanwhile, nor over a newer import's soulprint.
     current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=1, sections=sections.to_dict(),
-        rendered=rendered_sections(sections), soulprint_text=text, memory_md=None, offline=sections.offline,
+        rendered=rendered, soulprint_text=text, memory_md=None, offline=sections.offline,
     )
     await jobs.quick_ready(event.job_id)
     if current:
         await emit(rt, [SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=1,
-                                          offline=sections.offline, soulprint_text=text)], rt.lane(QuickStatus.RUNNING).topics)
+                                          offline=sections.offline, soulprint_text=text, sections=rendered)],
+                   rt.lane(QuickStatus.RUNNING).topics)

@@ -42,14 +42,13 @@ async def rewrite_sections(rt, event: MemoryWritten) -> None:
         await jobs.fail_full_pass(event.job_id, f"sections v2: {result.error}")
         return
     sections = Sections.from_result(result)
-    text = sections.soulprint_text(memory_md)
+    text, rendered = sections.soulprint_text(memory_md), rendered_sections(sections)
     # Not stored over a newer import's soulprint: the latest import wins.
     current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=2, sections=sections.to_dict(),
-        rendered=rendered_sections(sections), soulprint_text=text, memory_md=memory_md,
-        offline=sections.offline,
+        rendered=rendered, soulprint_text=text, memory_md=memory_md, offline=sections.offline,
     )
     await jobs.complete_full_pass(event.job_id)
     if current:
         await emit(rt, [SectionsPublished(job_id=event.job_id, user_id=event.user_id, version=2,
-                                          offline=sections.offline, soulprint_text=text)])
+                                          offline=sections.offline, soulprint_text=text, sections=rendered)])

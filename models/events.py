@@ -209,13 +209,18 @@ class QuickPassRequested(Event, namespace="soulprint.QuickPassRequested"):
 
 
 class SectionsPublished(Event, namespace="soulprint.SectionsPublished"):
-    """A new soulprint version is stored and readable; the query service reloads it."""
+    """A new soulprint version is stored and readable; the query service takes it into its view.
+
+    ``sections``: the five documents by name ("SOUL", "IDENTITY", "USER",
+    "AGENTS", "TOOLS") -> markdown; empty in events from before it existed.
+    """
 
     job_id: str = ""
     user_id: str = ""
     version: int = 1
     offline: bool = False
     soulprint_text: str = ""
+    sections: dict = {}
 
 
 # -- facts, consolidated and memory topics ---------------------------------

@@ -53,6 +53,7 @@ class Lane(StrEnum):
     FACTS = "facts"          # fact extraction: must be fed while the chunker is busy
     FULL_PASS = "full-pass"  # consolidation, MEMORY, v2 sections: one event per job each
     EMBED = "embed"          # embedding: its own group on `chunks`, never behind fact extraction
+    QUERY = "query"          # the query service's view (`sections`, `memory`): no stage, its own group
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@
     await db.facts.load(job_id)                                 # facts, consolidated facts
     await db.embeddings.to_embed(job_id, chunk_ids, space_id)   # chunk vectors
     await db.soulprints.get(user_id)                            # soulprints and MEMORY
+    await db.tokens.resolve(plaintext)                          # person tokens
+    async with db.reader.session(user_id) as conn: ...          # reads under row-level security
+    await db.view.get(conn, user_id)                            # the query service's soulprint view
 
 pool.py connects and migrates (migrations/ is append-only); llm.py holds the
 LLM layer's cache, usage and batch tables.
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import asyncpg
 
+from soulprint.services.db.access import Reader, Tokens
 from soulprint.services.db.chunks import Chunks, ChunkWrite
 from soulprint.services.db.embeddings import Embeddings
 from soulprint.services.db.facts import Facts
 from soulprint.services.db.jobs import Jobs, Moved
 from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, PostgresUsageSink, usage_for_job
 from soulprint.services.db.search import Search
+from soulprint.services.db.query_view import QueryView
 from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
 from soulprint.services.db.soulprints import Soulprints
 
@@ -36,6 +41,9 @@ class Database:
         self.search = Search(pool)
         self.facts = Facts(pool)
         self.soulprints = Soulprints(pool)
+        self.tokens = Tokens(pool)
+        self.reader = Reader(pool)
+        self.view = QueryView(pool)
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":

@@ -1,0 +1,83 @@
+"""Person tokens (table api_tokens) and reader sessions: the database half of isolation.
+
+A token is ``sp_<token_id>_<secret>``; only its SHA-256 is stored, so the
+table alone lets nobody act for anyone. A reader session is one read-only
+transaction as the role ``soulprint_reader`` with the person set in
+``soulprint.user_id``: row-level security (migrations/0010_access.sql) then
+shows that person's rows and nothing else, whatever the SQL inside asks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import asyncpg
+
+from soulprint.models.access import Principal
+
+TOKEN_PREFIX = "sp_"
+READER_ROLE = "soulprint_reader"
+
+
+def token_hash(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+class Tokens:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(self, user_id: str, label: str | None = None) -> tuple[str, str]:
+        """A new token bound to ``user_id``: (token_id, plaintext). The plaintext is not kept."""
+        if not user_id or not user_id.strip():
+            raise ValueError("a token needs a user")
+        token_id = secrets.token_hex(8)
+        plaintext = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        await self.pool.execute(
+            "INSERT INTO api_tokens (token_id, token_hash, user_id, label) VALUES ($1, $2, $3, $4)",
+            token_id, token_hash(plaintext), user_id, label,
+        )
+        return token_id, plaintext
+
+    async def revoke(self, token_or_id: str) -> bool:
+        """Revoke a token named by itself or by its id; False if there is no such token.
+        Revoking a revoked token keeps its first revocation time."""
+        row = await self.pool.fetchrow(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())"
+            " WHERE token_hash = $1 OR token_id = $2 RETURNING token_id",
+            token_hash(token_or_id), token_or_id,
+        )
+        return row is not None
+
+    async def resolve(self, plaintext: str) -> Principal | None:
+        """The principal of a live person token; None when unknown or revoked."""
+        if not plaintext.startswith(TOKEN_PREFIX):
+            return None
+        row = await self.pool.fetchrow(
+            "SELECT token_id, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash(plaintext),
+        )
+        return Principal(user_id=row["user_id"], token_id=row["token_id"]) if row else None
+
+
+class Reader:
+    """Read-only transactions as the reader role, one person at a time."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def session(self, user_id: str) -> AsyncIterator[asyncpg.Connection]:
+        if not user_id:
+            raise ValueError("a reader session needs a person")
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            # Both settings are LOCAL: they end with the transaction, before the
+            # connection goes back to the pool.
+            await conn.execute(
+                "SELECT set_config('role', $1, true), set_config('soulprint.user_id', $2, true)",
+                READER_ROLE, user_id,
+            )
+            yield conn
