@@ -559,7 +559,7 @@ def cmd_mcp(args, settings: Settings) -> int:
     from soulprint.services.auth import Authenticator
     from soulprint.services.embedded import Stack
     from soulprint.services.embeddings import EmbeddingError
-    from soulprint.services.http.mcp import run_stdio
+    from soulprint.services.http.mcp import TokenHolder, run_stdio
 
     token = args.token or settings.service.token
     if not token:
@@ -568,14 +568,12 @@ def cmd_mcp(args, settings: Settings) -> int:
     async def serve(settings):
         try:
             async with standalone_query_service(settings) as query:
-                principal = await Authenticator(query.db.tokens, settings.service.admin_token).authenticate(token)
-                if principal is None:
-                    raise CliError("the token is not valid (unknown or revoked)")
+                holder = TokenHolder(Authenticator(query.db.tokens, settings.service.admin_token), token, args.user)
                 try:
-                    user = principal.acting_for(args.user)
+                    await holder.person()  # refused here in one line, before any protocol
                 except AccessDenied as exc:
-                    raise CliError(f"{exc}{' with --user' if principal.admin else ''}") from None
-                await run_stdio(query, user)
+                    raise CliError(str(exc)) from None
+                await run_stdio(query, holder)
         except EmbeddingError as exc:
             raise CliError(str(exc)) from exc
 

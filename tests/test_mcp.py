@@ -251,15 +251,18 @@ def run_mcp(args, env) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
 
 
-async def test_soulprint_mcp_serves_the_tools_over_stdio(stack_settings, people, db, tmp_path):
+async def test_soulprint_mcp_serves_the_tools_over_stdio_until_its_token_is_revoked(stack_settings, people, db,
+                                                                                      tmp_path):
     alice = people["alice"]
-    server = StdioServerParameters(command=sys.executable, args=["-m", "soulprint.cli", "mcp", "--token",
-                                                                 people["tokens"][alice]],
+    token_id, token = await db.tokens.create(alice, "stdio")
+    server = StdioServerParameters(command=sys.executable, args=["-m", "soulprint.cli", "mcp", "--token", token],
                                    env=mcp_env(stack_settings, tmp_path / "data"))
     with open(tmp_path / "stderr.txt", "w+") as errlog:
         async with Client(stdio_client(server, errlog=errlog)) as client:  # every line of stdout is read as protocol
             tools = {tool.name for tool in (await client.list_tools()).tools}
             result = await client.call_tool("search_memory", {"query": "sourdough starter", "k": 5})
+            await db.tokens.revoke(token_id)
+            revoked = await client.call_tool("search_memory", {"query": "sourdough starter", "k": 5})
         errlog.seek(0)
         assert "Traceback" not in errlog.read()
     assert tools == TOOLS
@@ -267,6 +270,7 @@ async def test_soulprint_mcp_serves_the_tools_over_stdio(stack_settings, people,
     hits = result.structured_content["hits"]
     assert len(hits) == 5 and all(h["conversation_id"] and h["message_ids"] for h in hits)
     assert await owners_of_chunks(db, [h["chunk_id"] for h in hits]) == {alice}
+    assert revoked.is_error and "the token is not valid" in revoked.content[0].text
 
 
 async def test_soulprint_mcp_acts_for_the_operators_named_person_over_stdio(stack_settings, people, db, tmp_path):

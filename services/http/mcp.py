@@ -11,7 +11,8 @@ the person comes from the request's bearer token, checked by an ASGI wrapper
 before the MCP transport sees the request (no or an unknown token: 401, a
 token that may not act for the person named: 403, both as JSON); the operator
 token names the person in the ``X-Soulprint-User`` header. Over stdio the
-person is fixed when ``soulprint mcp`` starts.
+person is the one ``soulprint mcp`` was started for, and its token is checked
+again on every call, so revoking it ends a long-lived stdio server's access too.
 
 Streamable HTTP runs stateless, with JSON responses: every POST is
 authenticated on its own, and no session outlives a revoked token.
@@ -19,7 +20,7 @@ authenticated on its own, and no session outlives a revoked token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -52,8 +53,8 @@ INSTRUCTIONS = (
 )
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
-# Who the tools act for, from the context of one tool call.
-Person = Callable[[Context], str]
+# Who the tools act for, from the context of one tool call (ToolError if nobody may be).
+Person = Callable[[Context], Awaitable[str]]
 
 
 class McpMount:
@@ -107,9 +108,32 @@ def build_mcp(query: QueryService, auth: Authenticator) -> McpMount:
     return McpMount(query, auth)
 
 
-async def run_stdio(query: QueryService, user_id: str) -> None:
-    """Serve the tools for ``user_id`` on stdin/stdout until the client closes them."""
-    await build_server(query, lambda ctx: user_id).run_stdio_async()
+class TokenHolder:
+    """The person a token acts for (``requested``: the one an operator token names), asked anew each time."""
+
+    def __init__(self, auth: Authenticator, token: str, requested: str | None) -> None:
+        self.auth = auth
+        self.token = token
+        self.requested = requested
+
+    async def person(self) -> str:
+        """AccessDenied when the token is unknown or revoked, or may not act for the person named."""
+        principal = await self.auth.authenticate(self.token)
+        if principal is None:
+            raise AccessDenied("the token is not valid (unknown or revoked)")
+        return principal.acting_for(self.requested)
+
+
+async def run_stdio(query: QueryService, holder: TokenHolder) -> None:
+    """Serve the tools on stdin/stdout, for the holder's person, until the client closes them."""
+
+    async def person(ctx: Context) -> str:
+        try:
+            return await holder.person()
+        except AccessDenied as exc:
+            raise ToolError(message_of(exc)) from None
+
+    await build_server(query, person).run_stdio_async()
 
 
 def build_server(service: QueryService, person: Person) -> MCPServer:
@@ -136,7 +160,7 @@ def build_server(service: QueryService, person: Person) -> MCPServer:
         its rank in each retriever, tokens and text; stats say how many candidates each retriever
         found and whether fewer than k were found.
         """
-        user = person(ctx)
+        user = await person(ctx)
         request = _valid(lambda: SearchRequest(
             query=query, k=k, tiers=tiers, since=since, until=until, conversation_ids=conversation_ids,
             include_facts=include_facts))
@@ -146,7 +170,7 @@ def build_server(service: QueryService, person: Person) -> MCPServer:
     async def get_soulprint(ctx: Context) -> dict[str, Any]:
         """The person's current soulprint: the SOUL, IDENTITY, USER, AGENTS and TOOLS sections
         (markdown), MEMORY, its version (1 quick pass, 2 with MEMORY) and when it was made."""
-        view = await _refusals(service.soulprint(person(ctx)))
+        view = await _refusals(service.soulprint(await person(ctx)))
         return view.to_json()
 
     @server.tool(annotations=READ_ONLY)
@@ -158,7 +182,7 @@ def build_server(service: QueryService, person: Person) -> MCPServer:
         (first and last seen, the event's own date), how often it was mentioned, and its sources:
         the conversations and messages it came from."""
         about = query.strip() if query else None
-        return {"facts": await _refusals(service.facts(person(ctx), about or None))}
+        return {"facts": await _refusals(service.facts(await person(ctx), about or None))}
 
     @server.tool(annotations=READ_ONLY)
     async def ask(
@@ -168,7 +192,7 @@ def build_server(service: QueryService, person: Person) -> MCPServer:
         """Ask the person's assistant: it answers from their soulprint and the passages of their
         history it retrieves, and cites them. The text is the answer; the structured content adds
         its sources, the number of passages used, the method and the latency."""
-        user = person(ctx)
+        user = await person(ctx)
         request = _valid(lambda: QueryRequest(message=question))
         answer = (await _refusals(service.ask(user, request.message))).to_json()
         return CallToolResult(content=[TextContent(type="text", text=answer["response"])],
@@ -177,7 +201,7 @@ def build_server(service: QueryService, person: Person) -> MCPServer:
     return server
 
 
-def _person_from_request(ctx: Context) -> str:
+async def _person_from_request(ctx: Context) -> str:
     request = ctx.request_context.request
     person = request.scope.get(_PERSON) if request is not None else None
     if person is None:  # only McpMount.asgi serves this server, and it always sets one
