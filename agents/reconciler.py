@@ -13,6 +13,12 @@ jobs (superseded ones included) are never re-driven.
 
 A stalled full-pass stage is rolled back to the state it moved on from and
 its trigger sent again: both come from the stage table (topics/stages.py).
+
+A model change re-embeds in the background: each pass (the first when the
+worker starts) restarts the embedding of a few people's current imports that
+are in another space than the configured one, in it, and re-drives their
+chunks; the stalled-job path then carries them to the end like any other
+embedding. The old space's vectors go once the new space is complete.
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ log = logging.getLogger("soulprint.reconciler")
 
 
 def register(rt) -> None:
-    @rt.app.timer(interval=rt.settings.reconcile_interval_s, on_leader=False)
     async def reconcile():
         try:
             await reconcile_once(rt)
         except Exception:  # noqa: BLE001 - a timer that raises stops for good
             log.exception("reconciler pass failed")
 
+    # Once when the worker starts (a model change is noticed at once), then every interval.
+    rt.app.task(reconcile)
+    rt.app.timer(interval=rt.settings.reconcile_interval_s, on_leader=False)(reconcile)
+
 
 async def reconcile_once(rt) -> int:
-    """One pass over stalled jobs; returns how many were re-driven or failed."""
+    """One pass over stalled jobs and re-embeddings; returns how many jobs were re-driven,
+    failed or restarted in the current embedding space."""
     async with rt.db.reconciler_lock() as mine:
         if not mine:
             return 0  # another worker is reconciling right now
@@ -46,6 +56,11 @@ async def reconcile_once(rt) -> int:
             acted, events = await reconcile_job(rt, job, full_pass_age_s)
             await emit(rt, events)
             handled += acted
+        for job_id in await rt.db.jobs.to_reembed(rt.embedder.space.space_id, REEMBED_CONCURRENCY):
+            events = await _reembed(rt, job_id)
+            if events is not None:
+                await emit(rt, events)
+                handled += 1
         return handled
 
 
@@ -70,29 +85,57 @@ async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> tuple[in
 
 
 REDRIVE_CONVERSATIONS = 10_000  # chunk events one embedding re-drive sends at most
+# Embeddings open in the current space (re-embeddings and new imports) below which a pass
+# restarts another current import of an older space: the embed lane works through a few
+# people at a time instead of having every person's chunks queued (and looking stalled).
+REEMBED_CONCURRENCY = 4
 
 
 async def _reconcile_embedding(rt, job: Job) -> list:
     """Recount from the rows (starting the embedding if its start was lost); if chunks are still
-    without vectors, send their conversations' chunk events again, within the re-drive bound."""
+    without vectors, send their conversations' chunk events again, within the re-drive bound.
+    A job left in another space by a model change is re-embedded if it is the person's current
+    import (an older one is not)."""
     jobs, space = rt.db.jobs, rt.embedder.space
     counted = (await jobs.recount_embedding(job) if job.embedding_total is not None
                else await jobs.start_embedding(job.job_id, rt.settings.embedding.tiers, space))
     job = counted or job
     if job.embedding_status not in (EmbeddingStatus.PENDING, EmbeddingStatus.PROCESSING):
         return []
+    if job.embedding_model != space.space_id:
+        events = await _reembed(rt, job.job_id)
+        if events is None:
+            await jobs.fail_embedding(job.job_id, f"the embedding space changed from {job.embedding_model}"
+                                                  f" to {space.space_id} and this is not the current import")
+        return events or []
     if job.embedding_redrives >= rt.settings.max_redrives:
         await jobs.fail_embedding(job.job_id, f"embedding stalled at {job.embedded}/{job.embedding_total} chunks"
-                                              f" after {job.embedding_redrives} re-drives")
-        return []
-    if job.embedding_model != space.space_id:
-        await jobs.fail_embedding(job.job_id, f"the embedding space changed from {job.embedding_model}"
-                                              f" to {space.space_id} while this job was embedded")
+                                              f" after {job.embedding_redrives} re-drives without progress")
         return []
     log.warning("re-driving embedding of %s (%s/%s chunks)", job.job_id, job.embedded, job.embedding_total)
     await jobs.note_embedding_redrive(job.job_id)
+    return await _unembedded_chunk_events(rt, job)
+
+
+async def _reembed(rt, job_id: str) -> list | None:
+    """Restart the job's embedding in the current space; the events of its chunks to embed (the
+    restart is no stall: it does not count as a re-drive). None: not restarted (not the
+    person's current import, or in this space already)."""
+    job = await rt.db.jobs.restart_embedding(job_id, rt.settings.embedding.tiers, rt.embedder.space)
+    if job is None:
+        return None
+    log.warning("re-embedding %s in %s (%s/%s chunks there already)", job_id, job.embedding_model,
+                job.embedded, job.embedding_total)
+    if job.embedding_status not in (EmbeddingStatus.PENDING, EmbeddingStatus.PROCESSING):
+        return []
+    return await _unembedded_chunk_events(rt, job)
+
+
+async def _unembedded_chunk_events(rt, job: Job) -> list:
+    """Chunk events for the job's conversations with chunks still without a vector of its space,
+    at most REDRIVE_CONVERSATIONS (the rest follow on the next re-drive, once these are done)."""
     pending = await rt.db.embeddings.unembedded_conversations(
-        job.job_id, job.embedding_tiers or [], space.space_id, REDRIVE_CONVERSATIONS)
+        job.job_id, job.embedding_tiers or [], job.embedding_model, REDRIVE_CONVERSATIONS)
     # No chunk refs: the embedding agent derives its ids, and the facts agent
     # (the other group on this topic) has nothing to do for an empty event.
     return [ConversationChunked(job_id=job.job_id, user_id=job.user_id, conversation_id=c, chunks=[])

@@ -13,7 +13,7 @@ import pytest
 from soulprint.models.embedding import EmbeddingSpace
 from soulprint.services.embeddings import (DEFAULT_LOCAL_MODEL, BedrockCohereEmbedder, BedrockTitanEmbedder,
                                            EmbeddingError, HashEmbedder, LocalEmbedder, build_embedder)
-from support.fake_bedrock_embeddings import FakeBedrockEmbeddings
+from support.fake_bedrock_embeddings import FakeBedrockEmbeddings, aws_environment
 
 # Dummy credentials, passed to boto3 explicitly: nothing is read from ~/.aws.
 AWS = {"aws_access_key_id": "AKIAFAKEFAKEFAKE", "aws_secret_access_key": "fake-secret", "region": "us-east-1"}
@@ -213,3 +213,26 @@ async def test_missing_credentials_fail_at_once_with_one_line(bedrock, monkeypat
     with pytest.raises(EmbeddingError, match="Unable to locate credentials"):
         await emb.embed(["hello"], "document")
     assert bedrock.stats["requests"] == 0
+
+
+@pytest.mark.parametrize("provider, dimensions, space_id", [
+    ("bedrock-titan", 512, "bedrock-titan/amazon.titan-embed-text-v2:0/512"),
+    ("bedrock-cohere", None, "bedrock-cohere/cohere.embed-english-v3/1024"),
+])
+async def test_the_configured_bedrock_provider_reaches_its_endpoint(bedrock, monkeypatch, provider, dimensions,
+                                                                     space_id):
+    """Settings → runtime.build_configured_embedder → boto3 → the endpoint (credentials from the environment)."""
+    from soulprint.runtime import build_configured_embedder
+    from soulprint.settings import load_settings
+
+    aws_environment(monkeypatch)
+    env = {"SOULPRINT_EMBEDDING_PROVIDER": provider, "SOULPRINT_BEDROCK_ENDPOINT_URL": bedrock.url,
+           "AWS_REGION": "us-east-1"} | ({"SOULPRINT_EMBEDDING_DIMENSIONS": str(dimensions)} if dimensions else {})
+    emb = build_configured_embedder(load_settings(env).embedding)
+    assert emb.space.space_id == space_id
+    docs = await emb.embed(["the boiler is leaking", "marathon in Porto"], "document")
+    (query,) = await emb.embed(["boiler leaking"], "query")
+    assert all(len(v) == emb.space.dimensions for v in (*docs, query))
+    assert _cos(query, docs[0]) > _cos(query, docs[1])
+    assert bedrock.stats["status"][200] == bedrock.stats["requests"] > 0
+

@@ -125,11 +125,15 @@ async def test_a_reimport_failing_mid_chunking_after_its_quick_pass_restores_the
 async def test_a_successful_reimport_holds_exactly_the_new_rows_with_the_same_ids(runtime, db, user_id):
     first = await import_and_wait(runtime, user_id, SAMPLE)
     before = await person(db, user_id)
-    chunk_id = before["chunks"][0][1]
-    # An embedding of the first import: unchanged content keeps it in the new import.
-    await db.pool.execute(
-        "INSERT INTO chunk_embeddings (job_id, chunk_id, model, dimensions, embedding)"
-        " VALUES ($1, $2, 'test-embed', 3, '[1,2,3]')", first.job_id, chunk_id)
+    # An embedding of the first import (marked, so a copy is told from a new one): unchanged
+    # content keeps it in the new import. (Vectors of another space than the configured one
+    # are dropped once the new import's embedding completes: tests/test_reembed.py.)
+    space = runtime.embedder.space
+    marker = "[" + ",".join(["1"] + ["0"] * (space.dimensions - 1)) + "]"
+    chunk_id = await db.pool.fetchval(
+        "UPDATE chunk_embeddings SET embedding = $3::vector WHERE (job_id, chunk_id, model) IN"
+        " (SELECT job_id, chunk_id, model FROM chunk_embeddings WHERE job_id = $1 AND model = $2 LIMIT 1)"
+        " RETURNING chunk_id", first.job_id, space.space_id, marker)
 
     second = await import_and_wait(runtime, user_id, SAMPLE)
 
@@ -139,10 +143,9 @@ async def test_a_successful_reimport_holds_exactly_the_new_rows_with_the_same_id
     assert {r[0] for r in after["facts"]} == {second.job_id}
     assert content(after) == content(before)  # same conversations, same chunk ids and contents
     assert after["soulprint"][:2] == (second.job_id, 2)
-    carried = await db.pool.fetch("SELECT job_id, chunk_id, dimensions FROM chunk_embeddings"
-                                      " WHERE chunk_id = $1 AND model = 'test-embed'",
-                                  chunk_id)
-    assert [tuple(r) for r in carried] == [(second.job_id, chunk_id, 3)]
+    carried = await db.pool.fetch("SELECT job_id, embedding::text FROM chunk_embeddings"
+                                  " WHERE chunk_id = $1 AND model = $2", chunk_id, space.space_id)
+    assert [tuple(r) for r in carried] == [(second.job_id, marker)]
 
 
 async def test_an_abandoned_job_is_superseded_by_the_newer_import_and_never_comes_back(runtime, db, user_id):

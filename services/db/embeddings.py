@@ -2,8 +2,9 @@
 
 ``model`` holds the space id (models.embedding.EmbeddingSpace.space_id), so
 vectors of two models never mix and a model change embeds beside the old
-rows. Vectors travel to Postgres as pgvector text literals (orjson writes
-them; asyncpg has no vector codec). The functions taking ``conn`` run inside
+rows, which stay until the job's embedding in the new space has ended
+(delete_other_spaces). Vectors travel to Postgres as pgvector text literals
+(orjson writes them; asyncpg has no vector codec). The functions taking ``conn`` run inside
 a job transition (services/db/jobs.py), under the job row lock.
 """
 
@@ -41,6 +42,14 @@ async def insert(conn: asyncpg.Connection, job_id: str, space_id: str, dimension
         job_id, space_id, dimensions, list(chunk_ids), [orjson.dumps(list(v)).decode() for v in vectors],
     )
     return len(rows)
+
+
+async def delete_other_spaces(conn: asyncpg.Connection, job_id: str, space_id: str) -> int:
+    """Remove the job's vectors of every space but this one (its embedding in it has ended);
+    how many went. Kept until then, so a search never mixes spaces and a rolled-back model
+    finds its vectors still there."""
+    status = await conn.execute("DELETE FROM chunk_embeddings WHERE job_id = $1 AND model <> $2", job_id, space_id)
+    return int(status.split()[-1])
 
 
 async def counts(conn: asyncpg.Connection, job_id: str, tiers: Sequence[str], space_id: str) -> tuple[int, int]:

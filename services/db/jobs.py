@@ -37,7 +37,7 @@ from soulprint.models.events import (
     QuickPassRequested,
 )
 from soulprint.models.facts import ConsolidatedFact, Fact
-from soulprint.models.jobs import SUPERSEDED, FullPassStage, FullPassStatus, Job, JobStatus
+from soulprint.models.jobs import SUPERSEDED, EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus
 from soulprint.models.text import one_line
 from soulprint.services.db import chunks, embeddings, facts, soulprints
 from soulprint.services.db.chunks import ChunkWrite, tier_counts
@@ -185,6 +185,37 @@ async def _count_chunked(conn: asyncpg.Connection, per_job: dict[str, list[int]]
         """,
         [(job, *acc) for job, acc in per_job.items()],
     )
+
+
+async def _store_embedding_count(conn: asyncpg.Connection, job_id: str, tiers: Sequence[str],
+                                 space_id: str) -> Job:
+    """Count the job's embedding in this space from the rows and store it: skipped with nothing
+    to embed, complete once every chunk has its vector. The caller holds the job row lock, so
+    every committed batch is in the count."""
+    total, done = (await embeddings.counts(conn, job_id, tiers, space_id)) if tiers else (0, 0)
+    row = await conn.fetchrow(
+        """
+        UPDATE import_jobs
+           SET embedding_tiers = $2, embedding_model = $3, embedding_total = $4, embedded = $5,
+               embedding_moved_at = now(), updated_at = now(),
+               embedding_status = CASE WHEN $4 = 0 THEN 'skipped' WHEN $5 >= $4 THEN 'complete'
+                                       ELSE embedding_status END
+         WHERE job_id = $1
+        RETURNING *
+        """,
+        job_id, list(tiers), space_id, total, done,
+    )
+    return await _end_other_spaces(conn, Job.from_row(row))
+
+
+async def _end_other_spaces(conn: asyncpg.Connection, job: Job) -> Job:
+    """Once the job's embedding has ended in its space, its vectors of other spaces go (kept until
+    then: a re-embedding replaces them only when complete, and search reads one space only)."""
+    if job.embedding_status in (EmbeddingStatus.COMPLETE, EmbeddingStatus.SKIPPED) and job.embedding_model:
+        await embeddings.delete_other_spaces(conn, job.job_id, job.embedding_model)
+        await conn.execute("UPDATE import_jobs SET embedding_replaces = NULL"
+                           " WHERE job_id = $1 AND embedding_replaces IS NOT NULL", job.job_id)
+    return job
 
 
 class Jobs:
@@ -656,19 +687,26 @@ class Jobs:
             )
 
     # -- embedding: pending → processing → complete | failed | skipped -------------------
+    # A model change restarts a current import's track in the new space (restart_embedding).
     async def record_embeddings(self, job_id: str, space: EmbeddingSpace, chunk_ids: Sequence[str],
                                 vectors: Sequence[Sequence[float]]) -> Job | None:
         """Store vectors (idempotent) and count the new rows, under the job row lock; the job
-        completes its embedding once its total is known and reached. None: the job failed,
-        was retired or its embedding ended meanwhile (nothing is written)."""
+        completes its embedding once its total is known and reached (its vectors of other spaces
+        then go). A batch that adds rows resets the re-drive count: re-drives are bounded in a row
+        without progress, so an embedding larger than one re-drive goes on. None: the job failed,
+        was retired, its embedding ended or moved to another space meanwhile (nothing is written)."""
         async with self.pool.acquire() as conn, conn.transaction():
             if not await _lock_while_open(conn, job_id, "embedding_status"):
                 return None
+            if not await conn.fetchval("SELECT coalesce(embedding_model = $2, true) FROM import_jobs"
+                                       " WHERE job_id = $1", job_id, space.space_id):
+                return None  # a worker still configured with the space this job left
             added = await embeddings.insert(conn, job_id, space.space_id, space.dimensions, chunk_ids, vectors)
             row = await conn.fetchrow(
                 """
                 UPDATE import_jobs
                    SET embedded = embedded + $2, embedding_model = coalesce(embedding_model, $3),
+                       embedding_redrives = CASE WHEN $2 > 0 THEN 0 ELSE embedding_redrives END,
                        embedding_moved_at = now(), updated_at = now(),
                        embedding_status = CASE WHEN embedding_total IS NOT NULL AND embedded + $2 >= embedding_total
                                                THEN 'complete' ELSE 'processing' END
@@ -677,7 +715,7 @@ class Jobs:
                 """,
                 job_id, added, space.space_id,
             )
-        return Job.from_row(row)
+            return await _end_other_spaces(conn, Job.from_row(row))
 
     async def start_embedding(self, job_id: str, tiers: Sequence[str], space: EmbeddingSpace) -> Job | None:
         """Once chunking is complete: fix the tiers, space and total, and count what is embedded
@@ -704,20 +742,55 @@ class Jobs:
             )
             if not open_:
                 return None
-            total, done = (await embeddings.counts(conn, job_id, tiers, space_id)) if tiers else (0, 0)
-            row = await conn.fetchrow(
+            return await _store_embedding_count(conn, job_id, tiers, space_id)
+
+    async def to_reembed(self, space_id: str, concurrency: int) -> list[str]:
+        """People's current imports embedded in another space than ``space_id`` (never an older,
+        retired import), newest first, as many as leave at most ``concurrency`` embeddings open in
+        this space: the embed lane takes a few people at a time, and an embedding queued behind
+        everyone's would look stalled. A job whose embedding has not started yet is left to its start."""
+        rows = await self.pool.fetch(
+            """
+            SELECT j.job_id
+              FROM people p JOIN import_jobs j ON j.job_id = p.current_job_id
+             WHERE j.status = 'complete' AND j.embedding_model IS DISTINCT FROM $1
+               AND (j.embedding_total IS NOT NULL OR j.embedding_status <> 'pending')
+             ORDER BY j.created_at DESC, j.job_id
+             LIMIT greatest(0, $2 - (SELECT count(*) FROM import_jobs o
+                                      WHERE o.status = 'complete' AND o.embedding_model = $1
+                                        AND o.embedding_status IN ('pending', 'processing')))
+            """,
+            space_id, concurrency,
+        )
+        return [r["job_id"] for r in rows]
+
+    async def restart_embedding(self, job_id: str, tiers: Sequence[str], space: EmbeddingSpace) -> Job | None:
+        """A model change: the person's current import, embedded in another space, starts its
+        embedding again in this one (pending, counts from the rows: vectors already in this space
+        count, so a model rolled back completes at once). The old space's vectors stay until this
+        one ends; the import, its quick and full passes and the soulprint are not touched. Under
+        the person lock, so a newer import cannot retire the job in between. None: not the
+        person's current import, already in this space, or its embedding not started yet."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await _lock_person(conn, job_id) is None:
+                return None
+            restarted = await conn.fetchval(
                 """
-                UPDATE import_jobs
-                   SET embedding_tiers = $2, embedding_model = $3, embedding_total = $4, embedded = $5,
-                       embedding_moved_at = now(), updated_at = now(),
-                       embedding_status = CASE WHEN $4 = 0 THEN 'skipped' WHEN $5 >= $4 THEN 'complete'
-                                               ELSE embedding_status END
-                 WHERE job_id = $1
-                RETURNING *
+                UPDATE import_jobs j
+                   SET embedding_replaces = CASE WHEN j.embedding_status = 'complete' OR j.embedding_replaces IS NULL
+                                                 THEN j.embedding_model ELSE j.embedding_replaces END,
+                       embedding_status = 'pending', embedding_error = NULL, embedding_redrives = 0
+                  FROM people p
+                 WHERE j.job_id = $1 AND p.user_id = j.user_id AND p.current_job_id = j.job_id
+                   AND j.status = 'complete' AND j.embedding_model IS DISTINCT FROM $2
+                   AND (j.embedding_total IS NOT NULL OR j.embedding_status <> 'pending')
+                RETURNING j.job_id
                 """,
-                job_id, list(tiers), space_id, total, done,
+                job_id, space.space_id,
             )
-        return Job.from_row(row) if row else None
+            if restarted is None:
+                return None
+            return await _store_embedding_count(conn, job_id, tiers, space.space_id)
 
     async def fail_embedding(self, job_id: str, reason: str) -> bool:
         """The embedding fails alone: the import, its chunks and the soulprint stay."""

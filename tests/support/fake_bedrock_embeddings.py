@@ -175,3 +175,15 @@ class FakeBedrockEmbeddings(LoopbackServer):
         answer = {"id": f"fake-{self.stats['requests']}", "response_type": "embeddings_floats", "texts": texts,
                   "embeddings": [vector(t, 1024, normalise=False) for t in texts]}
         return 200, {"x-amzn-bedrock-input-token-count": str(sum(len(_WORD.findall(t)) for t in texts))}, json.dumps(answer).encode()
+
+
+def aws_environment(monkeypatch) -> None:
+    """Dummy credentials in the environment for boto3's default chain (what the configured
+    providers read), and nothing from ~/.aws or instance metadata."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
+    for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -1,0 +1,14 @@
+-- Append-only: never edit an applied migration; add the next number instead.
+--
+-- Re-embedding after a model change (issue 9 item 2). When the configured
+-- embedding space differs from the one a person's current import was embedded
+-- in, the reconciler restarts that import's embedding track in the new space
+-- (embedding_model becomes the new space, the counts start again). The old
+-- space's vectors stay until the new space is complete for the job (a config
+-- rolled back finds them still there), then they are deleted.
+--
+-- embedding_replaces: the space whose complete set of vectors the running
+-- re-embedding replaces (NULL when the job is not being re-embedded). Search
+-- reads it, with embedded / embedding_total, to say that the vector side is
+-- incomplete while a re-embedding runs.
+ALTER TABLE import_jobs ADD COLUMN IF NOT EXISTS embedding_replaces text;
