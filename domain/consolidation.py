@@ -4,10 +4,14 @@
 
 1. Facts are bucketed by (category, normalised subject). The subject names
    the slot a fact fills ("home city", "harbor: database"), so a bucket is
-   every statement ever made about one thing. Identical texts filed under
-   different subjects are first moved to the subject most of them use.
-2. Within a bucket, restatements are clustered: the same normalised text, a
-   token-set Jaccard >= 0.8 or a difflib ratio >= 0.9. Candidates come from a
+   every statement ever made about one thing. One statement filed under
+   different subjects is first moved to the subject most of its facts use:
+   the same normalised text, or, given the statements' vectors, the same
+   thing in other words (cosine within the embedding model's measured
+   threshold, plus the checks of :func:`_same_thing`).
+2. Within a bucket, restatements are clustered: the same statement (as
+   grouped in step 1), a token-set Jaccard >= 0.8 or a difflib ratio >= 0.9
+   (:func:`~soulprint.domain.statements.similarity`). Candidates come from a
    prefix-filtered token index (rare tokens first), so a bucket of thousands
    of facts is not compared all against all.
 3. Statements in a bucket that are *not* restatements contradict each other
@@ -22,18 +26,25 @@ driven by :func:`reduce_until_fits`; whatever it does not mention is kept.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import math
-import re
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from soulprint.domain.facts import normalise_subject
 from soulprint.domain.prompts.reduce import ReduceAnswer, reduce_request
+from soulprint.domain.statements import (
+    CANDIDATE_JACCARD,
+    Statement,
+    adds_nothing,
+    names_agree,
+    normalise_text,
+    similarity,
+)
 from soulprint.domain.tokens import estimate_tokens
 from soulprint.models.facts import (
     FACT_CATEGORIES,
@@ -48,11 +59,6 @@ from soulprint.models.text import one_line
 
 log = logging.getLogger(__name__)
 
-JACCARD_DUPLICATE = 0.8  # token sets this similar say the same thing
-RATIO_DUPLICATE = 0.9  # ... or characters this similar (typos, plurals, punctuation)
-# Candidates are pairs with Jaccard >= this; lower than JACCARD_DUPLICATE so
-# the difflib test also sees near-misses in token terms ("answer"/"answers").
-_CANDIDATE_JACCARD = 0.5
 # Candidates checked per fact at most: bounds the worst case (a bucket of
 # near-identical boilerplate) at O(n * 64) comparisons.
 _MAX_CANDIDATES = 64
@@ -60,13 +66,29 @@ _MAX_CANDIDATES = 64
 DEFAULT_BUDGET_TOKENS = 150_000
 DEFAULT_BATCH_TOKENS = 40_000
 
-_WORD = re.compile(r"[^\W_]+")
 _CATEGORY_RANK = {c: i for i, c in enumerate(FACT_CATEGORIES)}
 
+# Cosine similarity from which two statements of one category may say the
+# same thing in other words, per embedding model (provider, model). Measured
+# on the shipped sample's facts and on hand-written paraphrase and
+# non-paraphrase pairs (tests/test_consolidation_vectors.py): with wordllama
+# the sample's restatements score 0.87-0.98 and different facts at most 0.76
+# once the name guard has spoken (British/American English), while swapped
+# antonyms ("dark mode"/"light mode", 0.86) are only told apart by the
+# different-subject guard (:func:`_same_thing`). A model not in the table has
+# not been measured: its facts merge by the lexical rules only.
+PARAPHRASE_COSINE: dict[tuple[str, str], float] = {
+    ("local", "wordllama-l2-supercat-256"): 0.80,
+    ("local", "use-multilingual-v3"): 0.87,
+    # e5 puts every pair of short English statements above 0.8 (unrelated
+    # facts of one category at 0.83-0.87, "Dagster"/"Airflow" at 0.95).
+    ("local", "multilingual-e5-small-q4"): 0.96,
+}
 
-def normalise_text(text: str) -> str:
-    """Case-folded words only: "Prefers concise answers!" == "prefers  concise answers"."""
-    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+def paraphrase_threshold(provider: str, model: str) -> float | None:
+    """The measured cosine threshold of an embedding model, or None when it has not been measured."""
+    return PARAPHRASE_COSINE.get((provider, model))
 
 
 def _rank(category: str) -> int:
@@ -77,36 +99,6 @@ def _tkey(t: float | None) -> tuple[int, float]:
     # Undated statements sort before every dated one: they can never
     # overrule a statement whose time is known.
     return (0, 0.0) if t is None else (1, t)
-
-
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a and not b:
-        return 1.0
-    inter = len(a & b)
-    return inter / (len(a) + len(b) - inter)
-
-
-def similarity(norm_a: str, tokens_a: frozenset[str], norm_b: str, tokens_b: frozenset[str]) -> float | None:
-    """How alike two normalised statements are, or None when they are not near-duplicates."""
-    if norm_a == norm_b:
-        return 1.0
-    j = _jaccard(tokens_a, tokens_b)
-    if j >= JACCARD_DUPLICATE:
-        return j
-    if j < _CANDIDATE_JACCARD:
-        # Character-level near-duplicates share most of their words too; this
-        # cheap gate keeps difflib for the few pairs that can still pass.
-        return None
-    la, lb = len(norm_a), len(norm_b)
-    # A ratio >= 0.9 needs lengths within ~20% of each other; checking that
-    # first keeps the quadratic SequenceMatcher off most pairs.
-    if not la or not lb or min(la, lb) / max(la, lb) < RATIO_DUPLICATE:
-        return None
-    sm = difflib.SequenceMatcher(None, norm_a, norm_b, autojunk=False)
-    if sm.real_quick_ratio() < RATIO_DUPLICATE or sm.quick_ratio() < RATIO_DUPLICATE:
-        return None
-    r = sm.ratio()
-    return r if r >= RATIO_DUPLICATE else None
 
 
 def _prefix_len(n: int, threshold: float) -> int:
@@ -126,6 +118,7 @@ class _Item:
     norm: str
     tokens: frozenset[str]
     order: tuple[Any, ...]  # time order, ties by where it was read
+    group: str = ""  # statements of one group say the same thing: the group's first normalised text
 
 
 @dataclass(slots=True)
@@ -140,15 +133,15 @@ class _Clusterer:
     def __init__(self, df: Mapping[str, int]) -> None:
         self.df = df
         self.clusters: list[_Cluster] = []
-        self.exact: dict[str, int] = {}
+        self.exact: dict[str, int] = {}  # group -> cluster
         self.index: dict[str, list[int]] = defaultdict(list)
 
     def _prefix(self, tokens: frozenset[str]) -> list[str]:
         ordered = sorted(tokens, key=lambda t: (self.df.get(t, 0), t))  # rare tokens first
-        return ordered[: _prefix_len(len(ordered), _CANDIDATE_JACCARD)]
+        return ordered[: _prefix_len(len(ordered), CANDIDATE_JACCARD)]
 
     def add(self, item: _Item) -> int:
-        ci = self.exact.get(item.norm)
+        ci = self.exact.get(item.group)
         if ci is None:
             prefix = self._prefix(item.tokens)
             ci = self._find(item, prefix)
@@ -157,7 +150,7 @@ class _Clusterer:
                 self.clusters.append(_Cluster(rep=item))
                 for tok in prefix:
                     self.index[tok].append(ci)
-        self.exact.setdefault(item.norm, ci)
+        self.exact.setdefault(item.group, ci)
         self.clusters[ci].items.append(item)
         return ci
 
@@ -244,14 +237,101 @@ def sort_facts(facts: Iterable[ConsolidatedFact]) -> list[ConsolidatedFact]:
     return sorted(facts, key=lambda f: (_rank(f.category), -f.mentions, f.key))
 
 
-def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:
+def paraphrase_texts(facts: Iterable[Fact]) -> list[str]:
+    """The texts whose vectors :func:`consolidate` compares: one per distinct
+    statement (normalised text), sorted. Embed these and pass them back."""
+    canonical: dict[str, str] = {}
+    for f in facts:
+        norm = normalise_text(f.text)
+        if norm and (norm not in canonical or f.text < canonical[norm]):
+            canonical[norm] = f.text
+    return sorted(canonical.values())
+
+
+@dataclass(slots=True)
+class _Statement:
+    """One distinct statement of a category: its wording, subjects and facts."""
+
+    norm: str
+    text: str  # its first wording in text order, for the name and content checks
+    subjects: set[str] = field(default_factory=set)
+    items: list[_Item] = field(default_factory=list)
+
+
+def _same_thing(a: _Statement, b: _Statement) -> bool:
+    """The checks a vector match must pass too (their vectors are already close).
+
+    Names and numbers must agree. Filed under different subjects, the shorter
+    statement must also say nothing the longer does not: vectors alone merge
+    "prefers dark mode" with "prefers light mode", and a wrong merge across
+    subjects would lose a fact, where one within a subject only folds a
+    superseded wording into the current one.
+    """
+    if not names_agree(a.text, b.text):
+        return False
+    return bool(a.subjects & b.subjects) or adds_nothing(Statement.of(a.text), Statement.of(b.text))
+
+
+_BLOCK = 256  # statements compared with the groups so far in one matrix product
+
+
+def _group_paraphrases(items: Sequence[_Item], subjects: Sequence[str], vectors: Mapping[str, Sequence[float]],
+                       threshold: float) -> None:
+    """Set ``group`` on items of one category whose statements say the same thing.
+
+    ``vectors`` are keyed by normalised text. Statements go most stated first
+    (then by text), so the order of the input never matters; each joins the
+    closest earlier group whose first statement (never a later member: no
+    drift along a chain) is within ``threshold`` and passes
+    :func:`_same_thing`. Statements without a vector stay alone. The cost is
+    one dot product per statement and group, done a block at a time.
+    """
+    by_norm: dict[str, _Statement] = {}
+    for item, subject in zip(items, subjects):
+        st = by_norm.get(item.norm)
+        if st is None:
+            st = by_norm[item.norm] = _Statement(item.norm, item.fact.text)
+        st.text = min(st.text, item.fact.text)
+        st.subjects.add(subject)
+        st.items.append(item)
+    ordered = sorted((st for st in by_norm.values() if st.norm in vectors), key=lambda st: (-len(st.items), st.norm))
+    if not ordered:
+        return
+    matrix = np.asarray([vectors[st.norm] for st in ordered], dtype=np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    reps = np.empty_like(matrix)  # the first statement of each group, in order
+    heads: list[_Statement] = []
+    for start in range(0, len(ordered), _BLOCK):
+        block = matrix[start:start + _BLOCK]
+        before = len(heads)
+        sims_before = block @ reps[:before].T  # against the groups of earlier blocks, at once
+        for b, st in enumerate(ordered[start:start + _BLOCK]):
+            # ... and against the groups this block has started so far.
+            sims = np.concatenate([sims_before[b], reps[before:len(heads)] @ block[b]])
+            group = st.norm
+            for g in sorted(np.flatnonzero(sims >= threshold), key=lambda g: (-sims[g], g)):
+                if _same_thing(st, heads[g]):
+                    group = heads[g].norm
+                    break
+            if group == st.norm:
+                reps[len(heads)] = block[b]
+                heads.append(st)
+            for item in st.items:
+                item.group = group
+
+
+def consolidate(facts: Iterable[Fact], vectors: Mapping[str, Sequence[float]] | None = None,
+                threshold: float | None = None) -> list[ConsolidatedFact]:
     """One ConsolidatedFact per (category, subject), in :func:`sort_facts` order.
 
-    Deterministic: the result does not depend on the order of ``facts``.
+    With ``vectors`` (text -> vector for :func:`paraphrase_texts`) and the
+    embedding model's ``threshold``, statements of one category that say the
+    same thing in other words are one fact too, filed under the subject most
+    of them use; without, only the lexical rules merge. Deterministic: the
+    result does not depend on the order of ``facts``.
     """
     prepared: list[tuple[str, str, _Item]] = []
     df: Counter[str] = Counter()
-    subjects_of_text: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for f in facts:
         if not f.text.strip():
             continue
@@ -259,16 +339,27 @@ def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:
         tokens = frozenset(norm.split())
         df.update(tokens)
         subject = normalise_subject(f.subject) or normalise_subject(" ".join(norm.split()[:8]))
-        item = _Item(f, norm, tokens, (_tkey(f.message_time), f.chunk_id, f.ordinal, f.fact_id))
+        item = _Item(f, norm, tokens, (_tkey(f.message_time), f.chunk_id, f.ordinal, f.fact_id), group=norm)
         prepared.append((f.category, subject, item))
-        subjects_of_text[(f.category, norm)][subject] += 1
 
+    if vectors and threshold is not None:
+        by_norm_vector = {normalise_text(text): v for text, v in vectors.items()}
+        by_category: dict[str, list[tuple[str, _Item]]] = defaultdict(list)
+        for category, subject, item in prepared:
+            by_category[category].append((subject, item))
+        for members in by_category.values():
+            _group_paraphrases([it for _, it in members], [s for s, _ in members], by_norm_vector, threshold)
+
+    subjects_of_group: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for category, subject, item in prepared:
+        subjects_of_group[(category, item.group)][subject] += 1
     buckets: dict[tuple[str, str], list[_Item]] = defaultdict(list)
     for category, subject, item in prepared:
-        counts = subjects_of_text[(category, item.norm)]
+        counts = subjects_of_group[(category, item.group)]
         if len(counts) > 1:
-            # The same sentence filed under two subjects ("home city" and
-            # "city of residence") is one fact: use its most common subject.
+            # One statement filed under two subjects ("home city" and "city
+            # of residence"), in the same or in other words, is one fact:
+            # use its most common subject.
             subject = min(counts, key=lambda s: (-counts[s], s))
         buckets[(category, subject)].append(item)
 
