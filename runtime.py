@@ -8,12 +8,14 @@ the integration tests all go through here, whatever the infrastructure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import AsyncIterator
 
 import faust
 
@@ -23,6 +25,7 @@ from soulprint.agents import (chunker, consolidate, embed, facts, ingest, memory
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
+from soulprint.services.query import QueryService
 from soulprint.topics import Topics
 from soulprint.topics.stages import Lane, stage
 
@@ -183,3 +186,19 @@ async def build_runtime(settings: Settings) -> Runtime:
     for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view):
         stage.register(rt)
     return rt
+
+
+@contextlib.asynccontextmanager
+async def standalone_query_service(settings: Settings) -> AsyncIterator[QueryService]:
+    """The query service without a worker, for one command (`soulprint ask`, `soulprint mcp`): its own
+    pool, embedder and LLM client, closed on exit. EmbeddingError if the embedder cannot start.
+
+    No usage sink: llm_usage rows belong to import jobs; an answer reports its own usage."""
+    async with contextlib.AsyncExitStack() as opened:
+        embedder = build_configured_embedder(settings.embedding)
+        opened.push_async_callback(embedder.close)
+        db = await Database.connect(settings.database_url)
+        opened.push_async_callback(db.close)
+        llm = build_llm_client(settings.llm, cache=db.llm_cache())
+        opened.push_async_callback(llm.aclose)
+        yield QueryService(db, embedder, llm, settings.service)
