@@ -79,6 +79,8 @@ async def test_the_default_local_model_embeds_an_import(runtime, db, user_id, mo
     assert (config.provider, config.model) == ("local", DEFAULT_LOCAL_MODEL)
     local = build_configured_embedder(config)
     monkeypatch.setattr(runtime, "embedder", local)
+    # The session worker's space is local for this test: no re-embedding of everyone else's imports.
+    monkeypatch.setattr(reconciler, "REEMBED_CONCURRENCY", 0)
     job = await import_and_wait(runtime, user_id, EXPORT)
     assert job.embedding_status == EmbeddingStatus.COMPLETE, job.embedding_error
     assert job.embedding_model == "local/wordllama-l2-supercat-256/256"
