@@ -15,19 +15,23 @@ import socket
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import faust
 
 from soulprint.settings import EmbeddingConfig, Settings
 from soulprint.agents import (chunker, consolidate, embed, facts, ingest, memory, query_view, quick, reconciler,
                               sections)
+from soulprint.services.auth import Authenticator
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
 from soulprint.services.query import QueryService
 from soulprint.topics import Topics
 from soulprint.topics.stages import Lane, stage
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 class LocalActivity:
@@ -79,6 +83,7 @@ class Runtime:
     llm: LLMClient  # the full pass's client: bulk work under the provider's shared limit
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     embedder: Embedder  # the embedding stage's provider: its space is the current one
+    auth: Authenticator  # bearer tokens to principals, for the query service's every entry point
     parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
@@ -181,11 +186,23 @@ async def build_runtime(settings: Settings) -> Runtime:
                                  limiter=AdaptiveLimiter(settings.quick_llm_concurrency,
                                                          settings.quick_llm_max_concurrency, name="quick-pass"))
     rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
-                 embedder=build_configured_embedder(settings.embedding))
+                 embedder=build_configured_embedder(settings.embedding),
+                 auth=Authenticator(db.tokens, settings.service.admin_token))
     # The pipeline, in the order events flow through it; then the query service's view of it.
     for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view):
         stage.register(rt)
     return rt
+
+
+def build_query_service(rt: Runtime) -> QueryService:
+    """The query service on the runtime's database and embedder (the current space), with an LLM
+    client of its own: a person waiting for an answer never queues behind the passes' requests.
+    No usage sink, as for standalone_query_service: an answer reports its own usage."""
+    settings = rt.settings
+    llm = build_llm_client(settings.llm, cache=rt.db.llm_cache(),
+                           limiter=AdaptiveLimiter(settings.quick_llm_concurrency,
+                                                   settings.quick_llm_max_concurrency, name="query"))
+    return QueryService(rt.db, rt.embedder, llm, settings.service)
 
 
 @contextlib.asynccontextmanager
@@ -202,3 +219,15 @@ async def standalone_query_service(settings: Settings) -> AsyncIterator[QuerySer
         llm = build_llm_client(settings.llm, cache=db.llm_cache())
         opened.push_async_callback(llm.aclose)
         yield QueryService(db, embedder, llm, settings.service)
+
+
+def build_api(rt: Runtime, query: QueryService) -> "Starlette":
+    """The HTTP app (REST, OpenAI-compatible chat, MCP at /mcp, /health) over ``query``.
+
+    Imported here: only `soulprint serve` loads the web and MCP stacks."""
+    from soulprint.services.http.app import build_app
+    from soulprint.services.http.health import Health
+    from soulprint.services.http.mcp import build_mcp
+
+    return build_app(query, rt.auth, rt.settings.service, build_mcp(query, rt.auth),
+                     health=Health(rt.settings, rt.db, rt.embedder, query.llm))

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 
 # The CLI's subcommands as documented; checked against the real parser too when it imports.
-KNOWN_SUBCOMMANDS = {"import", "status", "worker", "export"}
+KNOWN_SUBCOMMANDS = {"import", "status", "worker", "export", "serve"}
 # Variables the worker may take that are not SOULPRINT_ settings.
 NON_PREFIXED_ENV = {"ANTHROPIC_API_KEY"}
 # Commands shipped inside the images, as their documentation gives them.
