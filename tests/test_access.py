@@ -44,9 +44,9 @@ SELECT c.relname AS name, bool_or(a.attname = 'user_id') AS by_user, c.relrowsec
 """
 
 
-def _scope(table) -> str:
-    """Rows of the people named in $1 (user ids) and their jobs $2."""
-    return "user_id = ANY($1::text[])" if table["by_user"] else "job_id = ANY($2::text[])"
+def _scope(table, person: str, job: str) -> tuple[str, list[str]]:
+    """The condition for one person's rows of ``table`` (by user, or by the person's job), and its $1."""
+    return ("user_id = ANY($1::text[])", [person]) if table["by_user"] else ("job_id = ANY($1::text[])", [job])
 
 
 # -- principals (unit) -------------------------------------------------------------
@@ -202,8 +202,9 @@ async def test_a_reader_session_never_returns_another_persons_rows(db, two_peopl
     for t in tables:
         # The owner sees both people's rows: the zeros below are RLS's doing, not an empty table.
         for person, job in ((ann, ann_job), (bob, bob_job)):
-            assert await db.pool.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {_scope(t)}",
-                                          [person], [job]) > 0, (t["name"], person)
+            where, arg = _scope(t, person, job)
+            assert await db.pool.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg) > 0, (
+                t["name"], person)
         if not t["readable"]:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with db.reader.session(ann) as conn:
@@ -211,9 +212,11 @@ async def test_a_reader_session_never_returns_another_persons_rows(db, two_peopl
             continue
         async with db.reader.session(ann) as conn:
             # The query asks for Bob's rows by name: the database still answers for Ann only.
-            assert await conn.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {_scope(t)}", [bob], [bob_job]) == 0
+            where, arg = _scope(t, bob, bob_job)
+            assert await conn.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg) == 0, t["name"]
             everything = await conn.fetchval(f"SELECT count(*) FROM {t['name']}")
-            own = await conn.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {_scope(t)}", [ann], [ann_job])
+            where, arg = _scope(t, ann, ann_job)
+            own = await conn.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg)
             assert everything == own > 0, t["name"]
     async with db.reader.session(ann) as conn:
         assert await db.view.get(conn, bob) is None

@@ -15,6 +15,10 @@ from soulprint.models.text import one_line
 from soulprint.services.db.pool import ts
 
 
+_FACT_COLUMNS = ["fact_id", "user_id", "job_id", "chunk_id", "conversation_id", "message_ids", "category", "text",
+                 "subject", "project", "date", "context", "message_at", "ordinal"]
+
+
 async def write(conn: asyncpg.Connection, job_id: str, chunk_ids: Sequence[str], facts: Sequence[Fact],
                 dropped: dict[str, int]) -> None:
     """Replace the facts of these chunks (idempotent per chunk) and mark them done.
@@ -24,16 +28,20 @@ async def write(conn: asyncpg.Connection, job_id: str, chunk_ids: Sequence[str],
     """
     await conn.execute("DELETE FROM facts WHERE job_id = $1 AND chunk_id = ANY($2::uuid[])", job_id, list(chunk_ids))
     if facts:
+        # COPY goes to a staging table: Postgres refuses COPY FROM into a table under
+        # row-level security (facts is, forced, for a non-superuser owner: 0010_access.sql).
+        await conn.execute("CREATE TEMP TABLE IF NOT EXISTS fact_stage (LIKE facts) ON COMMIT DELETE ROWS")
         await conn.copy_records_to_table(
-            "facts",
-            columns=["fact_id", "user_id", "job_id", "chunk_id", "conversation_id", "message_ids",
-                     "category", "text", "subject", "project", "date", "context", "message_at", "ordinal"],
+            "fact_stage",
+            columns=_FACT_COLUMNS,
             records=[
                 (f.fact_id, f.user_id, f.job_id, f.chunk_id, f.conversation_id, f.message_ids, f.category,
                  f.text, f.subject, f.project, f.date, f.context, ts(f.message_time), f.ordinal)
                 for f in facts
             ],
         )
+        columns = ", ".join(_FACT_COLUMNS)
+        await conn.execute(f"INSERT INTO facts ({columns}) SELECT {columns} FROM fact_stage")
     per_chunk: dict[str, int] = dict.fromkeys(chunk_ids, 0)
     for f in facts:
         per_chunk[f.chunk_id] = per_chunk.get(f.chunk_id, 0) + 1

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncpg
 
 from soulprint.models.events import MemoryWritten, SectionsPublished
+from soulprint.models.sections import FILE_NAMES
 from soulprint.models.view import SoulprintView
 
+SECTION_NAMES = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOLS: the order of the prompt's prefix
 _LOCK_SPACE = 0x5017  # pg_advisory_xact_lock(space, hashtext(user)): one writer per person's row
 
 
@@ -53,16 +55,17 @@ class QueryView:
                    SET job_id = EXCLUDED.job_id, version = EXCLUDED.version, sections = EXCLUDED.sections,
                        memory_md = CASE WHEN q.job_id = EXCLUDED.job_id THEN coalesce(EXCLUDED.memory_md, q.memory_md)
                                         ELSE EXCLUDED.memory_md END,
-                       offline = EXCLUDED.offline, made_at = EXCLUDED.made_at, updated_at = now()
+                       offline = EXCLUDED.offline, updated_at = now(),
+                       made_at = CASE WHEN (q.job_id, q.version) = (EXCLUDED.job_id, EXCLUDED.version) THEN q.made_at
+                                      ELSE EXCLUDED.made_at END
                  WHERE CASE WHEN q.job_id = EXCLUDED.job_id THEN q.version <= EXCLUDED.version
                        ELSE NOT EXISTS (  -- the stored version's job is newer than this one
                            SELECT 1 FROM import_jobs cur, import_jobs mine
                             WHERE cur.job_id = q.job_id AND mine.job_id = EXCLUDED.job_id
                               AND (cur.created_at, cur.job_id) > (mine.created_at, mine.job_id)) END
-                   AND (q.job_id, q.version, q.sections, q.memory_md, q.offline, q.made_at)
+                   AND (q.job_id, q.version, q.sections, q.memory_md, q.offline)  -- a replay changes nothing
                        IS DISTINCT FROM (EXCLUDED.job_id, EXCLUDED.version, EXCLUDED.sections,
-                                         coalesce(EXCLUDED.memory_md, q.memory_md), EXCLUDED.offline,
-                                         EXCLUDED.made_at)
+                                         coalesce(EXCLUDED.memory_md, q.memory_md), EXCLUDED.offline)
                 RETURNING user_id
                 """,
                 event.user_id, event.job_id, event.version, sections, event.offline,
@@ -93,4 +96,7 @@ class QueryView:
             " WHERE user_id = $1",
             user_id,
         )
-        return SoulprintView(**dict(row)) if row else None
+        if row is None:
+            return None
+        stored = row["sections"]  # jsonb keeps no key order: give back the sections' own
+        return SoulprintView(**{**dict(row), "sections": {n: stored[n] for n in SECTION_NAMES if n in stored}})
