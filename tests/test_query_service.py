@@ -1,8 +1,13 @@
 """The query service on the session stack: search and ask over an imported sample, offline and through
-the real Anthropic SDK against the fake server; a provider that fails is Unavailable in one line."""
+the real Anthropic SDK against the fake server; a provider that fails is Unavailable in one line; and
+`soulprint ask` in a child process on the same database."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -147,3 +152,39 @@ async def test_a_failing_embedder_is_unavailable_in_one_line(person, db):
                 assert "\n" not in str(err.value)
         finally:
             await embedder.close()
+
+
+# -- `soulprint ask`, a child process on the session's database ----------------------------
+
+async def _ask_cli(stack_settings, tmp_path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOULPRINT_")}
+    env.update(SOULPRINT_DATA_DIR=str(tmp_path), SOULPRINT_DATABASE_URL=stack_settings.database_url,
+               SOULPRINT_EMBEDDING_PROVIDER="hash")  # the session's embedding space
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "soulprint.cli", "ask", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)  # a guard against a hang, not a timing
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_soulprint_ask_prints_the_query_json_or_the_answer_with_its_sources(person, stack_settings, tmp_path):
+    code, out, err = await _ask_cli(stack_settings, tmp_path, person, QUESTION, "--json")
+    assert code == 0, err
+    body = json.loads(out)  # the whole of stdout is one JSON document: the /v1/query body
+    assert set(body) == {"response", "sources", "chunks_used", "method", "latency_ms", "usage"}
+    assert body["method"] == "offline-extractive" and body["sources"]
+    assert all(s["conversation_id"] and s["message_ids"] for s in body["sources"])
+    code, out, err = await _ask_cli(stack_settings, tmp_path, person, QUESTION)
+    assert code == 0, err
+    assert out.startswith(OFFLINE_NOTICE) and "\nSources:\n[" in out
+    assert body["sources"][0]["title"] in out and "offline-extractive" in err
+
+
+@pytest.mark.parametrize("user, question, says", [
+    ("nobody-at-all", QUESTION, "nobody-at-all has no soulprint yet"),
+    ("someone", "   ", "the question: String should have at least 1 character"),
+])
+async def test_soulprint_ask_refuses_in_one_line(stack_settings, tmp_path, user, question, says):
+    code, out, err = await _ask_cli(stack_settings, tmp_path, user, question)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("soulprint: error: ") and says in lines[0]
