@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from soulprint.agents.containment import contained_full_pass
 from soulprint.agents.flow import emit
-from soulprint.domain.memory_doc import sections_v2_request
+from soulprint.domain.memory_doc import sections_v2_from_result, sections_v2_request
 from soulprint.domain.sampling import SampledConversation
 from soulprint.domain.soulprint import rendered_sections
 from soulprint.models.events import MemoryWritten, SectionsPublished
 from soulprint.models.jobs import FullPassStage
-from soulprint.models.sections import Sections
 
 
 def register(rt) -> None:
@@ -41,7 +40,7 @@ async def rewrite_sections(rt, event: MemoryWritten) -> None:
     if not result.ok:
         await jobs.fail_full_pass(event.job_id, f"sections v2: {result.error}")
         return
-    sections = Sections.from_result(result)
+    sections = sections_v2_from_result(result, memory_md)  # never repeating MEMORY or itself
     text, rendered = sections.soulprint_text(memory_md), rendered_sections(sections)
     # Not stored over a newer import's soulprint: the latest import wins.
     current = await rt.db.soulprints.store(

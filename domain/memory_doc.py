@@ -7,6 +7,12 @@ the deterministic rendering used when no model is available.
 
 The sections are then rewritten (``sections_v2``) from MEMORY plus a sample
 of the person's richest conversations, trimmed to fit one prompt.
+
+MEMORY and the v2 sections are read together (the workspace, the query
+service's prompt), so no statement is written twice: MEMORY's five lists hold
+each statement once, and a section's bullet that repeats MEMORY or an earlier
+section is dropped (:func:`distinct_sections`). "Repeats" is
+:func:`soulprint.domain.statements.restates`.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from soulprint.domain.prompts import sections_v2 as sections_v2_prompt
 from soulprint.domain.prompts.memory import KEY_OF_CATEGORY, MEMORY, MEMORY_KEYS, MEMORY_SECTIONS, MemoryAnswer
 from soulprint.domain.prompts.sections_v2 import SECTIONS_V2, render_sections_v2
 from soulprint.domain.sampling import SampledConversation, render_sample
+from soulprint.domain.statements import StatementSet
 from soulprint.domain.tokens import CHARS_PER_TOKEN, estimate_tokens
 from soulprint.models.facts import ConsolidatedFact
 from soulprint.models.llm import LLMRequest, as_answer
-from soulprint.models.sections import OFFLINE_NOTE, SECTIONS_SCHEMA
+from soulprint.models.sections import OFFLINE_NOTE, SECTION_ORDER, SECTIONS_SCHEMA, Sections
 from soulprint.models.text import one_line
 
 _KEY_OF_HEADING = {h.lower(): k for h, k in zip(MEMORY_SECTIONS, MEMORY_KEYS)}
@@ -79,19 +86,25 @@ def _clean_bullet(v: str) -> str:
 
 
 def _sections_of(answer: MemoryAnswer | None) -> dict[str, list[str]]:
-    """Bullets per key from a validated answer; a bullet is never repeated."""
+    """Bullets per key from a validated answer."""
     raw: dict[str, list[str]] = answer.sections.model_dump() if answer is not None else {}
-    seen: set[str] = set()
-    out: dict[str, list[str]] = {}
-    for key in MEMORY_KEYS:
-        bullets: list[str] = []
-        for item in raw.get(key) or ():
-            b = _clean_bullet(item)
-            if b and b.lower() not in seen:
-                seen.add(b.lower())
-                bullets.append(b)
-        out[key] = bullets
-    return out
+    return {key: [b for b in (_clean_bullet(item) for item in raw.get(key) or ()) if b] for key in MEMORY_KEYS}
+
+
+# The dating fact_bullet appends: "(mentioned 2024-03–2025-12; before: ...)".
+_SEEN_SUFFIX = re.compile(r"\s*\((?:[^()]*\bmentioned\b[^()]*|[^()]*\bbefore:[^()]*)\)\s*$")
+
+
+def bullet_statement(bullet: str) -> str:
+    """A MEMORY bullet without its dating: the statement itself."""
+    return _SEEN_SUFFIX.sub("", bullet)
+
+
+def _distinct(sections: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The five lists with every statement once: a repeat (in any list, in
+    other person or with less said) gives way to its first occurrence."""
+    written = StatementSet()
+    return {k: [b for b in sections.get(k) or () if written.add(bullet_statement(b))] for k in MEMORY_KEYS}
 
 
 def _render(sections: Mapping[str, Sequence[str]], offline: bool) -> str:
@@ -124,8 +137,9 @@ def _fit(sections: Mapping[str, Sequence[str]], max_tokens: int, offline: bool) 
 
 def render_memory(sections: Mapping[str, Sequence[str]], *, offline: bool = False,
                   max_tokens: int = MEMORY_MAX_TOKENS) -> str:
-    """Markdown: "# MEMORY", then the five "## " headings in order, capped at ``max_tokens``."""
-    return _render(_fit(sections, max_tokens, offline), offline)
+    """Markdown: "# MEMORY", then the five "## " headings in order, each statement
+    once, capped at ``max_tokens``."""
+    return _render(_fit(_distinct(sections), max_tokens, offline), offline)
 
 
 def memory_from_result(answer: MemoryAnswer | Mapping[str, Any] | None, *, offline: bool = False,
@@ -249,6 +263,33 @@ def sections_v2_request(
     }
     return sections_v2_prompt.sections_v2_request(user, payload, job_id, model_role=model_role,
                                                   max_tokens=max_tokens)
+
+
+def memory_statements(memory_md: str) -> dict[str, list[str]]:
+    """MEMORY's statements per key, without their dating (what the sections must not repeat)."""
+    return {k: [bullet_statement(b) for b in v] for k, v in parse_memory_markdown(memory_md).items()}
+
+
+def distinct_sections(sections: Sections, memory_md: str) -> Sections:
+    """``sections`` without a list item that repeats a MEMORY statement or an
+    earlier item (sections in order SOUL..TOOLS, fields in order). Strings
+    (summaries, names) are prose and stay as they are."""
+    written = StatementSet()
+    for bullets in memory_statements(memory_md).values():
+        for b in bullets:
+            written.add(b)
+    d = sections.to_dict()
+    for name in SECTION_ORDER:
+        part = d[name]
+        for field_name, value in part.items():
+            if isinstance(value, list):
+                part[field_name] = [item for item in value if written.add(item)]
+    return Sections.from_dict(d, offline=sections.offline)
+
+
+def sections_v2_from_result(result: Any, memory_md: str) -> Sections:
+    """The v2 sections of a sections_v2 ``LLMResult``, never repeating MEMORY or themselves."""
+    return distinct_sections(Sections.from_result(result), memory_md)
 
 
 def parse_memory_markdown(memory_md: str) -> dict[str, list[str]]:

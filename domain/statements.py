@@ -97,24 +97,18 @@ class Statement:
     """A statement as the comparisons see it: person, case, articles and plurals levelled."""
 
     words: tuple[str, ...]
+    norm: str  # the words, space-separated
+    tokens: frozenset[str]
+    content: frozenset[str]  # tokens that carry content (not function words)
+    names: frozenset[str]  # see :func:`names`
 
     @classmethod
     def of(cls, text: str) -> "Statement":
-        words = (_PERSON.get(w, w) for w in _WORD.findall(unicodedata.normalize("NFKC", _BULLET_PREFIX.sub(
-            "", text)).casefold()))
-        return cls(tuple(_stem(w) for w in words if w not in _ARTICLES))
-
-    @property
-    def norm(self) -> str:
-        return " ".join(self.words)
-
-    @property
-    def tokens(self) -> frozenset[str]:
-        return frozenset(self.words)
-
-    @property
-    def content(self) -> frozenset[str]:
-        return self.tokens - _FUNCTION_WORDS
+        text = _BULLET_PREFIX.sub("", text)
+        levelled = (_PERSON.get(w, w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+        words = tuple(_stem(w) for w in levelled if w not in _ARTICLES)
+        tokens = frozenset(words)
+        return cls(words, " ".join(words), tokens, tokens - _FUNCTION_WORDS, names(text))
 
 
 def _contains(longer: Statement, shorter: Statement) -> bool:
@@ -124,8 +118,9 @@ def _contains(longer: Statement, shorter: Statement) -> bool:
 
 def restates(a: Statement, b: Statement) -> bool:
     """True when one statement repeats the other: the same words, a lexical
-    near-duplicate, or one said word for word inside the other."""
-    if not a.words or not b.words:
+    near-duplicate, or one said word for word inside the other; never when
+    they disagree on a name or number ("bullet 1" is not "bullet 2")."""
+    if not a.words or not b.words or not _nested(a.names, b.names):
         return False
     if similarity(a.norm, a.tokens, b.norm, b.tokens) is not None:
         return True
@@ -150,8 +145,11 @@ def names(text: str) -> frozenset[str]:
 def names_agree(a: str, b: str) -> bool:
     """True unless each statement names someone, somewhere or some number the
     other does not (one may name more: it says more about the same thing)."""
-    na, nb = names(a), names(b)
-    return na <= nb or nb <= na
+    return _nested(names(a), names(b))
+
+
+def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
+    return a <= b or b <= a
 
 
 class StatementSet:

@@ -21,7 +21,7 @@ PINNED = {
     "facts": (1, "a715cae5534c4879"),
     "reduce_facts": (1, "120b420b4798c011"),
     "memory": (1, "25078699fc6b26d1"),
-    "sections_v2": (1, "2b9b377c56d98a17"),
+    "sections_v2": (2, "37d398054200ecfc"),
     "answer": (1, "ba9abf12c3311e79"),
 }
 

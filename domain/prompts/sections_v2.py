@@ -38,6 +38,9 @@ TOOLS - the tools, languages, frameworks, platforms and workflows they use.
 Rules:
 - MEMORY is the most reliable source: it covers the whole history and is already resolved to the \
 current truth. Use the sample for voice, style and detail, and where it is newer than MEMORY.
+- The assistant reads MEMORY next to your sections: never copy a MEMORY bullet into a section, and \
+never write one statement in two sections. Draw on MEMORY for what the sections conclude (who the \
+person is, how to work with them), not for text to repeat.
 - Never invent names, employers, places or relationships; leave a field empty ("" or []) when \
 nothing supports it.
 - Specific over vague ("prefers TypeScript over JavaScript for new projects", not "likes \
@@ -68,7 +71,7 @@ Call `{tool}` with the five sections."""
 
 SECTIONS_V2 = PromptSpec(
     task="sections_v2",
-    version=1,
+    version=2,
     system=SECTIONS_V2_SYSTEM,
     user_template=SECTIONS_V2_USER,
     schema_name=SECTIONS_SCHEMA_NAME,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from soulprint.domain.answering import extractive_answer
-from soulprint.domain.memory_doc import memory_sections_from_facts, parse_memory_markdown
+from soulprint.domain.memory_doc import memory_sections_from_facts, memory_statements
 from soulprint.models.facts import ConsolidatedFact
 from soulprint.models.llm import LLMRequest, LLMResult, Usage
 from soulprint.models.text import one_line
@@ -793,37 +793,21 @@ def write_memory(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"sections": memory_sections_from_facts(facts)}
 
 
-_SEEN_SUFFIX = re.compile(r"\s*\((?:[^()]*\bmentioned\b[^()]*|[^()]*\bbefore:[^()]*)\)\s*$")
-
-
 @offline_task("sections_v2")
 def sections_v2(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The quick pass's rules over the sample, then MEMORY's bullets on top:
-    MEMORY covers the whole history, the sample only its richest part."""
-    mem = {k: [_SEEN_SUFFIX.sub("", b) for b in v]
-           for k, v in parse_memory_markdown(str(payload.get("memory") or "")).items()}
-    # MEMORY's bullets are third-person statements, like a previous
-    # assistant's saved memory: read that way, the quick rules find the
-    # places, work and tools in them too.
+    """The quick pass's rules over the sample, reading MEMORY as saved memory.
+
+    MEMORY is written next to the sections (domain/memory_doc.py drops any
+    bullet that repeats it), so its bullets are not copied in: read as a
+    previous assistant's saved memory, they let the rules find the places,
+    work and tools they mention. Context stays the sample's own, since the
+    rules file every saved-memory line there.
+    """
+    mem = memory_statements(str(payload.get("memory") or ""))
     profile = dict(payload.get("profile") or {})
     profile["saved_memory"] = list(profile.get("saved_memory") or []) + [b for v in mem.values() for b in v][:60]
     base = quick_sections({**payload, "profile": profile})
-    prefs = mem["preferences"]
-    formats = [b for b in prefs if _FORMAT_WORDS.search(b)]
-    avoid = [b for b in prefs if b.startswith(("Dislikes", "Does not want")) and b not in formats]
-    likes = [b for b in prefs if b not in formats and b not in avoid]
-    user, agents, soul = base["user"], base["agents"], base["soul"]
-    user["goals"] = _dedup(mem["projects"][:4] + user["goals"], 8)
-    user["interests"] = _dedup(likes[:4] + user["interests"], 8)
-    # The quick rules file every saved-memory line under context; MEMORY has
-    # already sorted its bullets, so context takes only its own kinds.
-    plain_context = quick_sections(payload)["user"]["context"]
-    user["context"] = _dedup(mem["decisions_context"][:4] + mem["important_dates"][:3] + plain_context, 8)
-    agents["response_formats"] = _dedup(formats[:4] + agents["response_formats"], 8)
-    agents["avoid"] = _dedup(avoid[:3] + agents["avoid"], 6)
-    agents["remember"] = _dedup(mem["projects"][:3] + mem["important_dates"][:3] + mem["decisions_context"][:2]
-                                + agents["remember"], 8)
-    soul["values"] = _dedup(mem["beliefs_values"][:3] + soul["values"], 5)
+    base["user"]["context"] = quick_sections(payload)["user"]["context"]
     return base
 
 
