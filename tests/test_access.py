@@ -44,6 +44,13 @@ SELECT c.relname AS name, bool_or(a.attname = 'user_id') AS by_user, c.relrowsec
 """
 
 
+# Every per-person table at 0010_access.sql that an import of the sample (plus the fixture's rows) fills.
+FILLED_BY_AN_IMPORT = {"api_tokens", "chunk_embeddings", "consolidated_facts", "conversation_chunks",
+                       "conversation_payloads", "conversations", "fact_extractions", "facts", "import_jobs",
+                       "llm_batch_requests", "llm_usage", "memories", "people", "query_soulprints",
+                       "soulprint_versions", "soulprints"}
+
+
 def _scope(table, person: str, job: str) -> tuple[str, list[str]]:
     """The condition for one person's rows of ``table`` (by user, or by the person's job), and its $1."""
     return ("user_id = ANY($1::text[])", [person]) if table["by_user"] else ("job_id = ANY($1::text[])", [job])
@@ -201,10 +208,13 @@ async def test_a_reader_session_never_returns_another_persons_rows(db, two_peopl
     tables = await db.pool.fetch(PER_PERSON_TABLES)
     for t in tables:
         # The owner sees both people's rows: the zeros below are RLS's doing, not an empty table.
+        # (Tables a small import leaves empty, such as a large import's own HNSW index list, are
+        # still checked below; they only cannot show it.)
+        held = []
         for person, job in ((ann, ann_job), (bob, bob_job)):
             where, arg = _scope(t, person, job)
-            assert await db.pool.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg) > 0, (
-                t["name"], person)
+            held.append(await db.pool.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg) > 0)
+        assert all(held) or t["name"] not in FILLED_BY_AN_IMPORT, (t["name"], held)
         if not t["readable"]:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with db.reader.session(ann) as conn:
@@ -217,7 +227,7 @@ async def test_a_reader_session_never_returns_another_persons_rows(db, two_peopl
             everything = await conn.fetchval(f"SELECT count(*) FROM {t['name']}")
             where, arg = _scope(t, ann, ann_job)
             own = await conn.fetchval(f"SELECT count(*) FROM {t['name']} WHERE {where}", arg)
-            assert everything == own > 0, t["name"]
+            assert everything == own and (own > 0 or not held[0]), t["name"]
     async with db.reader.session(ann) as conn:
         assert await db.view.get(conn, bob) is None
         assert (await db.view.get(conn, ann)).user_id == ann
