@@ -158,4 +158,4 @@ def test_prompt_rendering():
     assert "record_soulprint_sections" in QUICK_SECTIONS.system
     assert '<conversation index="1" title="Portfolio site" date="2024-01-01">' in user
     assert "part 1 of 2" in user and "User's name is Maya." in user
-    assert set(PROMPTS) == {"quick_sections", "facts", "reduce_facts", "memory", "sections_v2"}
+    assert set(PROMPTS) == {"quick_sections", "facts", "reduce_facts", "memory", "sections_v2", "answer"}
