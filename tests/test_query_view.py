@@ -129,3 +129,21 @@ async def test_the_query_lane_fills_the_view_after_an_import(runtime, db, user_i
     made = await db.pool.fetchval("SELECT created_at FROM soulprint_versions WHERE job_id = $1 AND version = 2",
                                   job.job_id)
     assert seen.made_at == made
+
+
+async def test_a_job_that_fails_after_publishing_gives_the_view_back_to_the_current_import(db, user_id):
+    good, bad = await new_jobs(db, user_id, 2)
+    rendered = {n: f"# {n}\ngood\n" for n in NAMES}
+    await db.soulprints.store(user_id=user_id, job_id=good, version=1, sections={}, rendered=rendered,
+                              soulprint_text="good", memory_md=None, offline=True)
+    await db.pool.execute("INSERT INTO people (user_id, current_job_id) VALUES ($1, $2)", user_id, good)
+    await db.view.apply_sections(sections_event(user_id, good, 1, "good"))
+    assert await db.view.apply_sections(sections_event(user_id, bad, 1, "bad"))  # the newer import's quick pass
+    await db.jobs.fail(bad, "internal", "test")
+    current = await row(db, user_id)
+    assert (current["job_id"], current["version"], current["sections"]["SOUL"]) == (good, 1, "# SOUL\ngood\n")
+    # With no complete import left to show, the view shows nothing rather than a failed job's soulprint.
+    (lone,) = await new_jobs(db, f"lone-{user_id}", 1)
+    assert await db.view.apply_sections(sections_event(f"lone-{user_id}", lone, 1, "lone"))
+    await db.jobs.fail(lone, "internal", "test")
+    assert await row(db, f"lone-{user_id}") is None

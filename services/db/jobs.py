@@ -39,7 +39,7 @@ from soulprint.models.events import (
 from soulprint.models.facts import ConsolidatedFact, Fact
 from soulprint.models.jobs import SUPERSEDED, EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus
 from soulprint.models.text import one_line
-from soulprint.services.db import chunks, embeddings, facts, soulprints
+from soulprint.services.db import chunks, embeddings, facts, query_view, soulprints
 from soulprint.services.db.chunks import ChunkWrite, tier_counts
 from soulprint.services.db.pool import ts
 
@@ -95,6 +95,7 @@ async def _fail(conn: asyncpg.Connection, job_id: str, user_id: str, code: str, 
     await chunks.delete_job_rows(conn, [job_id])
     await facts.delete_job_rows(conn, [job_id])
     await soulprints.restore_current(conn, user_id, job_id)
+    await query_view.restore(conn, user_id, job_id)
     return True
 
 

@@ -24,6 +24,35 @@ SECTION_NAMES = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOL
 _LOCK_SPACE = 0x5017  # pg_advisory_xact_lock(space, hashtext(user)): one writer per person's row
 
 
+async def restore(conn: asyncpg.Connection, user_id: str, failed_job_id: str) -> None:
+    """The view follows soulprints.restore_current when a job fails: if the view shows the failed
+    job, it shows the current import's latest version instead (or nothing, if there is none).
+    In the failing transaction, so no reader sees a failed job's soulprint after the failure."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_SPACE, user_id)
+    shown = await conn.fetchval("SELECT job_id FROM query_soulprints WHERE user_id = $1", user_id)
+    if shown != failed_job_id:
+        return
+    latest = await conn.fetchrow(
+        """
+        SELECT v.job_id, v.version, v.rendered, v.offline, v.created_at,
+               (SELECT memory_md FROM memories m WHERE m.job_id = v.job_id) AS memory_md
+          FROM soulprint_versions v JOIN people p ON p.user_id = v.user_id AND p.current_job_id = v.job_id
+         WHERE v.user_id = $1 AND v.rendered IS NOT NULL ORDER BY v.version DESC LIMIT 1
+        """,
+        user_id,
+    )
+    if latest is None:
+        await conn.execute("DELETE FROM query_soulprints WHERE user_id = $1", user_id)
+        return
+    await conn.execute(
+        "UPDATE query_soulprints SET job_id = $2, version = $3, sections = $4, memory_md = $5, offline = $6,"
+        " made_at = $7, updated_at = now() WHERE user_id = $1",
+        user_id, latest["job_id"], latest["version"],
+        {n: latest["rendered"][n] for n in SECTION_NAMES if n in latest["rendered"]},
+        latest["memory_md"], latest["offline"], latest["created_at"],
+    )
+
+
 class QueryView:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
