@@ -270,16 +270,22 @@ def memory_statements(memory_md: str) -> dict[str, list[str]]:
     return {k: [bullet_statement(b) for b in v] for k, v in parse_memory_markdown(memory_md).items()}
 
 
+# Which section keeps a statement two of them make: the ones about the person
+# and their work first, then SOUL and IDENTITY, which draw on them ("Their
+# goals come first: <a goal>" gives way to the goal in USER).
+_KEEP_ORDER = sorted(SECTION_ORDER, key=lambda name: name in ("soul", "identity"))  # stable: USER, AGENTS, TOOLS, ...
+
+
 def distinct_sections(sections: Sections, memory_md: str) -> Sections:
-    """``sections`` without a list item that repeats a MEMORY statement or an
-    earlier item (sections in order SOUL..TOOLS, fields in order). Strings
+    """``sections`` without a list item that repeats a MEMORY statement or one
+    kept before it (sections in ``_KEEP_ORDER``, fields in order). Strings
     (summaries, names) are prose and stay as they are."""
     written = StatementSet()
     for bullets in memory_statements(memory_md).values():
         for b in bullets:
             written.add(b)
     d = sections.to_dict()
-    for name in SECTION_ORDER:
+    for name in _KEEP_ORDER:
         part = d[name]
         for field_name, value in part.items():
             if isinstance(value, list):

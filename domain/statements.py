@@ -38,6 +38,9 @@ _WORD = re.compile(r"[^\W_]+")
 # the tokens of "I'm" are "i" and "m", of "they're" "they" and "re".
 _PERSON = {"i": "they", "me": "them", "my": "their", "mine": "theirs", "myself": "themselves", "we": "they",
            "us": "them", "our": "their", "ours": "theirs", "am": "are", "m": "re"}
+# One stance in the words of different lists: MEMORY's "Dislikes long
+# preambles" is AGENTS' "Avoid long preambles".
+_STANCE = {"dislike": "avoid", "hate": "avoid"}
 _ARTICLES = frozenset({"a", "an", "the"})
 # Words that carry no content of their own: a statement that adds only these
 # to another adds nothing.
@@ -92,6 +95,15 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+def _subjectless(words: tuple[str, ...]) -> tuple[str, ...]:
+    # MEMORY's bullets leave the person out ("Is building Harbor", "Prefers
+    # tea"); "I'm building Harbor" and "They prefer tea" say the same.
+    if words[:1] != ("they",):
+        return words
+    rest = words[1:]
+    return ("is",) + rest[1:] if rest[:1] in (("re",), ("are",)) else rest
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """A statement as the comparisons see it: person, case, articles and plurals levelled."""
@@ -106,7 +118,8 @@ class Statement:
     def of(cls, text: str) -> "Statement":
         text = _BULLET_PREFIX.sub("", text)
         levelled = (_PERSON.get(w, w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
-        words = tuple(_stem(w) for w in levelled if w not in _ARTICLES)
+        stems = (_stem(w) for w in levelled if w not in _ARTICLES)
+        words = _subjectless(tuple(_STANCE.get(w, w) for w in stems))
         tokens = frozenset(words)
         return cls(words, " ".join(words), tokens, tokens - _FUNCTION_WORDS, names(text))
 
