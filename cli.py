@@ -258,6 +258,10 @@ async def _import(settings, uri: str, args, stack) -> dict:
             return await db.jobs.get(job_id), {}
         view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
         job = await _follow(db, job_id, view, settings, stack)
+        if in_process_worker:
+            # This process is also the query service's consumer: `soulprint ask` right after
+            # the import must find the version the import just wrote.
+            await _view_caught_up(db, args.user, settings)
         extra = await job_extras(db, job)
         if args.out is not None:
             extra["exported"] = await _export(db, args.user, args.out, args.format)
@@ -267,6 +271,12 @@ async def _import(settings, uri: str, args, stack) -> dict:
             await stop_runtime(runtime)
         if db is not None:
             await db.close()
+
+
+async def _view_caught_up(db, user_id: str, settings, poll_s: float = 0.1) -> None:
+    deadline = time.monotonic() + settings.stall_timeout_s
+    while not await db.view.caught_up(user_id) and time.monotonic() < deadline:
+        await asyncio.sleep(poll_s)
 
 
 async def stop_runtime(runtime, timeout_s: float = 15.0) -> None:

@@ -85,6 +85,18 @@ def test_import_waits_for_the_embedding_and_search_finds_sourced_hits(imported, 
     assert json.loads(nobody.stdout)["hits"] == [] and json.loads(nobody.stdout)["stats"]["fewer_than_k"] is True
 
 
+def test_ask_right_after_the_import_answers_from_the_new_soulprint(imported, data_dir):
+    # The import's process is also the query service's consumer: it ends only once the
+    # query service's view shows the version it wrote.
+    job = json.loads(imported.stdout)
+    result = run(["ask", "demo", "What is going on with my sourdough starter?", "--json"], data_dir)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["method"] == "offline-extractive" and answer["sources"]
+    assert all(s["conversation_id"] and s["message_ids"] for s in answer["sources"])
+    assert job["status"] == "complete"
+
+
 def test_status_reads_the_same_job_back(imported, data_dir):
     job = json.loads(imported.stdout)
     result = run(["status", job["job_id"], "--json"], data_dir)

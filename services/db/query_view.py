@@ -118,6 +118,15 @@ class QueryView:
             )
             return row is not None
 
+    async def caught_up(self, user_id: str) -> bool:
+        """Whether the view shows the version the pipeline holds as the person's soulprint."""
+        return bool(await self.pool.fetchval(
+            "SELECT s.job_id IS NOT DISTINCT FROM q.job_id AND s.version IS NOT DISTINCT FROM q.version"
+            "  FROM (SELECT $1::text AS user_id) u"
+            "  LEFT JOIN soulprints s ON s.user_id = u.user_id LEFT JOIN query_soulprints q ON q.user_id = u.user_id",
+            user_id,
+        ))
+
     async def get(self, conn: asyncpg.Connection, user_id: str) -> SoulprintView | None:
         """The person's current soulprint, on ``conn`` (a reader session's)."""
         row = await conn.fetchrow(
