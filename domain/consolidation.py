@@ -71,12 +71,15 @@ _CATEGORY_RANK = {c: i for i, c in enumerate(FACT_CATEGORIES)}
 # Cosine similarity from which two statements of one category may say the
 # same thing in other words, per embedding model (provider, model). Measured
 # on the shipped sample's facts and on hand-written paraphrase and
-# non-paraphrase pairs (tests/test_consolidation_vectors.py): with wordllama
-# the sample's restatements score 0.87-0.98 and different facts at most 0.76
-# once the name guard has spoken (British/American English), while swapped
-# antonyms ("dark mode"/"light mode", 0.86) are only told apart by the
-# different-subject guard (:func:`_same_thing`). A model not in the table has
-# not been measured: its facts merge by the lexical rules only.
+# non-paraphrase pairs (tests/test_consolidation_vectors.py). wordllama: the
+# sample's restatements score 0.87-0.98, other paraphrases 0.81-1.0 (and
+# some only 0.18-0.77: a static model misses other words for one thing);
+# different facts at most 0.76 (Python/Go for scripting), British/American
+# English 0.76 is refused by the name check, and swapped antonyms ("dark
+# mode"/"light mode" 0.86, "remote"/"office" 0.84) are told apart only by
+# the different-subject check of :func:`_same_thing`. USE: different facts
+# reach 0.86 (a dog/a cat named Pixel), hence 0.87. A model not in the table
+# has not been measured: its facts merge by the lexical rules only.
 PARAPHRASE_COSINE: dict[tuple[str, str], float] = {
     ("local", "wordllama-l2-supercat-256"): 0.80,
     ("local", "use-multilingual-v3"): 0.87,
