@@ -61,6 +61,8 @@ async def reconcile_once(rt) -> int:
             if events is not None:
                 await emit(rt, events)
                 handled += 1
+        # Large current imports get their HNSW index once embedded; replaced ones lose it.
+        await rt.db.search.maintain_indexes(rt.embedder.space)
         return handled
 
 

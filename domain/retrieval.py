@@ -7,7 +7,10 @@ side is language-aware instead: each word the `simple` parser finds is kept
 as written, OR'd with its English stem as a prefix (``'moving' | 'move':*``
 matches "moved" and "moves"), and English stop words are dropped. The terms
 are OR'd, not AND'ed: a question rarely has every one of its words in one
-micro chunk, and ``ts_rank_cd`` ranks chunks that match more of them first.
+micro chunk. A chunk's rank is the sum of the inverse document frequencies
+(``ln(1 + N / (1 + df))`` over the person's micro chunks) of the terms it
+matches, then ``ts_rank_cd``: a rare name or place outweighs several common
+words, which a plain ``ts_rank_cd`` (no document frequencies) cannot do.
 
 Fusion: reciprocal rank (``sum 1 / (K + rank)`` over the retrievers that
 returned a chunk; K = 60, the usual constant), which needs no score
@@ -31,9 +34,9 @@ RRF_K = 60
 RETRIEVERS = ("full_text", "vector")
 
 
-def tsquery_text(words: Sequence[tuple[str, str | None]]) -> str:
-    """The `to_tsquery('simple', …)` text for (word as parsed by `simple`, its English stem or
-    None for a stop word) pairs; '' when nothing is left to search for."""
+def tsquery_terms(words: Sequence[tuple[str, str | None]]) -> list[str]:
+    """One `to_tsquery('simple', …)` term per searchable word, from (word as parsed by `simple`,
+    its English stem or None for a stop word) pairs: the word, OR'd with its stem as a prefix."""
     terms: list[str] = []
     for word, stem in words:
         if not stem:
@@ -43,7 +46,12 @@ def tsquery_text(words: Sequence[tuple[str, str | None]]) -> str:
             term = f"({term} | {_quoted(stem)}:*)"
         if term not in terms:
             terms.append(term)
-    return " | ".join(terms)
+    return terms
+
+
+def tsquery_text(words: Sequence[tuple[str, str | None]]) -> str:
+    """The terms OR'd into one `to_tsquery` text; '' when nothing is left to search for."""
+    return " | ".join(tsquery_terms(words))
 
 
 def _quoted(lexeme: str) -> str:

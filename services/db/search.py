@@ -6,21 +6,19 @@ SQL as well: ``user_id = $1`` and ``job_id =`` the person's current import
 (people.current_job_id), so no filter can reach another person's rows even
 on an owner connection.
 
-The vector side has two paths, chosen by how many vectors the person has in
-the space (import_jobs.embedded, counted by the embedding stage):
+The vector side has two paths:
 
-* exact, below ``HNSW_MIN_VECTORS``: ``ORDER BY embedding <=> $q`` without
-  the index's cast reads the person's vectors by the key's job_id prefix and
-  sorts them. Exact, and faster than the index for a small scope, since a
-  graph walk over everyone's vectors must pass many foreign ones to find a
-  small person's own.
-* HNSW, from ``HNSW_MIN_VECTORS`` on: the space's partial expression index
-  (db.chunks.ensure_embedding_index) with ``hnsw.iterative_scan =
-  relaxed_order``, so the scan goes on past foreign and filtered-out rows
-  until it has the asked number for this person's scope; the candidates are
-  re-sorted by exact distance. If it still comes up short (a narrow filter,
+* exact, for an import without an HNSW index: ``ORDER BY embedding <=> $q``
+  (no cast) reads the person's vectors by the key's job_id prefix and sorts
+  them. Exact, and fast for a small scope.
+* HNSW, for an import with ``HNSW_MIN_VECTORS`` or more vectors in the space:
+  its own partial index (``maintain_indexes``, built once its embedding is
+  complete; migration 0012 says why one per import and not one per space),
+  with ``hnsw.iterative_scan = relaxed_order`` so that a tier or time filter
+  does not cut the scan short, and the candidates re-sorted by exact
+  distance. If it still comes up short (a narrow filter,
   ``hnsw.max_scan_tuples`` reached) the exact path answers instead, so a
-  filtered search never silently returns fewer than exists. A conversation
+  filtered search never silently returns fewer than exist. A conversation
   filter always goes exact: its scope is a few conversations.
 
 Ranking, fusion and neighbour expansion are domain/retrieval.py.
@@ -28,6 +26,7 @@ Ranking, fusion and neighbour expansion are domain/retrieval.py.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
@@ -36,16 +35,17 @@ import asyncpg
 import orjson
 
 from soulprint.domain.chunking import chunk_id
-from soulprint.domain.retrieval import Candidate, FactHit, SearchResult, expand, fuse, tsquery_text
+from soulprint.domain.retrieval import Candidate, FactHit, SearchResult, expand, fuse, tsquery_terms
 from soulprint.models.embedding import EmbeddingSpace
 
-# From this many vectors of the person in the space, the HNSW path (bench/README.md,
+# An import with this many vectors in a space gets its HNSW index (bench/README.md,
 # "Retrieval quality": exact costs ~linear in the person's vectors, the index ~flat).
-HNSW_MIN_VECTORS = 20_000
+HNSW_MIN_VECTORS = 10_000
 # The index scan keeps this many candidates per search at least (ef_search), reads at
-# most this many tuples (foreign and filtered-out included) before giving up to exact.
+# most this many tuples (filtered-out ones included) before giving up to exact.
 HNSW_EF_SEARCH = 200
 HNSW_MAX_SCAN_TUPLES = 200_000
+INDEX_PREFIX = "search_hnsw_"
 # A hit widens by at most this many micro chunks on each side (what one query fetches).
 NEIGHBOURS_PER_SIDE = 32
 
@@ -81,28 +81,34 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-async def _tsquery(conn: asyncpg.Connection, query: str) -> str:
-    """The query's `simple` words OR'd with their English stems (domain.retrieval.tsquery_text)."""
+async def _tsquery(conn: asyncpg.Connection, query: str) -> list[str]:
+    """The query's terms: its `simple` words OR'd with their English stems (domain.retrieval)."""
     words = await conn.fetch(
         "SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
         " AS e) AS stem FROM unnest(to_tsvector('simple', $1)) AS w",
         query,
     )
-    return tsquery_text([(r["word"], r["stem"]) for r in words])
+    return tsquery_terms([(r["word"], r["stem"]) for r in words])
 
 
-async def _current(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+async def _current(conn: asyncpg.Connection, user_id: str, space_id: str | None = None) -> asyncpg.Record | None:
+    """The person's current import, and the HNSW index of it in ``space_id`` if it has one."""
     return await conn.fetchrow(
-        "SELECT p.current_job_id AS job_id, j.embedding_model, j.embedded, j.embedding_total FROM people p"
-        " JOIN import_jobs j ON j.job_id = p.current_job_id WHERE p.user_id = $1 AND j.user_id = $1",
-        user_id,
+        "SELECT p.current_job_id AS job_id, j.embedding_model, j.embedded, j.embedding_total, s.index_name"
+        " FROM people p JOIN import_jobs j ON j.job_id = p.current_job_id"
+        " LEFT JOIN search_indexes s ON s.job_id = p.current_job_id AND s.space = $2"
+        " WHERE p.user_id = $1 AND j.user_id = $1",
+        user_id, space_id,
     )
 
 
+def index_name(job_id: str, space_id: str) -> str:
+    return INDEX_PREFIX + hashlib.sha256(f"{job_id}\x1f{space_id}".encode()).hexdigest()[:24]
+
+
 class Search:
-    def __init__(self, pool: asyncpg.Pool, *, hnsw_min_vectors: int = HNSW_MIN_VECTORS) -> None:
-        self.pool = pool  # not used for searching: every search runs on the caller's connection
-        self.hnsw_min_vectors = hnsw_min_vectors
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool  # the owner's, for maintain_indexes; every search runs on the caller's connection
 
     async def search(self, conn: asyncpg.Connection, user_id: str, query: str,
                      query_vector: Sequence[float] | None, space: EmbeddingSpace | None, k: int,
@@ -114,7 +120,7 @@ class Search:
         while the hits' total tokens stay within it (domain.retrieval.expand).
         """
         depth = depth or max(4 * k, 50)
-        job = await _current(conn, user_id)
+        job = await _current(conn, user_id, space.space_id if space else None)
         if job is None:
             empty = {"full_text": [], "vector": []}
             return SearchResult([], k, {"full_text": 0, "vector": 0}, None, None,
@@ -133,19 +139,26 @@ class Search:
         return result, rankings
 
     async def _full_text(self, conn, scope: tuple, query: str, depth: int, notes: list[str]) -> list[Candidate]:
-        text = await _tsquery(conn, query)
-        if not text:
+        terms = await _tsquery(conn, query)
+        if not terms:
             notes.append("full text: the query has no searchable word")
             return []
         rows = await conn.fetch(
             f"""
-            SELECT {_COLUMNS}, ts_rank_cd(k.content_tsv, q) AS rank
-              FROM conversation_chunks k, to_tsquery('simple', $7) AS q
+            WITH t AS (
+                SELECT to_tsquery('simple', x) AS q,
+                       ln(1 + (SELECT j.chunks_micro FROM import_jobs j WHERE j.job_id = $2)::float8
+                              / (1 + (SELECT count(*) FROM conversation_chunks c WHERE c.user_id = $1
+                                         AND c.job_id = $2 AND c.content_tsv @@ to_tsquery('simple', x)))) AS idf
+                  FROM unnest($7::text[]) AS x)
+            SELECT {_COLUMNS},
+                   (SELECT sum(t.idf) FROM t WHERE k.content_tsv @@ t.q) AS score, ts_rank_cd(k.content_tsv, q) AS rank
+              FROM conversation_chunks k, to_tsquery('simple', $8) AS q
              WHERE {_SCOPE} AND k.content_tsv @@ q
-             ORDER BY rank DESC, {_TIES}
-             LIMIT $8
+             ORDER BY score DESC, rank DESC, {_TIES}
+             LIMIT $9
             """,
-            *scope, text, depth,
+            *scope, terms, " | ".join(terms), depth,
         )
         return [_candidate(r) for r in rows]
 
@@ -156,11 +169,10 @@ class Search:
             notes.append("vector: no query embedding")
             return [], None
         literal = orjson.dumps(list(query_vector)).decode()
-        same = job["embedding_model"] == space.space_id
-        if same and job["embedding_total"] is not None and job["embedded"] < job["embedding_total"]:
+        if (job["embedding_model"] == space.space_id and job["embedding_total"] is not None
+                and job["embedded"] < job["embedding_total"]):
             notes.append(f"vector: {job['embedded']} of {job['embedding_total']} chunks embedded so far")
-        many = same and job["embedded"] >= self.hnsw_min_vectors
-        if many and scope[5] is None and space.dimensions <= 2000:
+        if job["index_name"] is not None and scope[5] is None:
             rows = await self._vector_hnsw(conn, scope, literal, space, depth)
             if len(rows) == depth:
                 return rows, "hnsw"
@@ -189,8 +201,8 @@ class Search:
 
     async def _vector_hnsw(self, conn, scope: tuple, literal: str, space: EmbeddingSpace,
                            depth: int) -> list[Candidate]:
-        """The index scan (its cast and its predicate, the model as a literal so the planner
-        proves the partial index), then an exact re-sort of what it found."""
+        """The index scan (its cast; the job and model as literals, so that the planner proves
+        the partial index's predicate), then an exact re-sort of what it found."""
         n = int(space.dimensions)
         async with conn.transaction():  # SET LOCAL needs one (a savepoint inside a session's)
             await conn.execute(
@@ -204,7 +216,7 @@ class Search:
                     SELECT {_COLUMNS}, e.embedding::vector({n}) <=> $7::vector({n}) AS distance
                       FROM chunk_embeddings e
                       JOIN conversation_chunks k ON k.job_id = e.job_id AND k.chunk_id = e.chunk_id
-                     WHERE {_SCOPE} AND e.job_id = $2 AND e.model = {_literal(space.space_id)}
+                     WHERE {_SCOPE} AND e.job_id = {_literal(scope[1])} AND e.model = {_literal(space.space_id)}
                      ORDER BY e.embedding::vector({n}) <=> $7::vector({n})
                      LIMIT $8
                 ) k
@@ -241,6 +253,42 @@ class Search:
             found.setdefault(hit, ([], []))[side].append(_candidate(r))
         return found
 
+    async def maintain_indexes(self, space: EmbeddingSpace, min_vectors: int = HNSW_MIN_VECTORS) -> dict[str, list]:
+        """Build the HNSW index of every current import complete in ``space`` with at least
+        ``min_vectors`` vectors, and drop those of imports no longer current or of a space the
+        import left. Idempotent; CONCURRENTLY, so the embedding stage's writes never wait on a
+        build. Runs as the owner (the reconciler's pass, one worker at a time)."""
+        stale = await self.pool.fetch(
+            "SELECT s.job_id, s.space, s.index_name FROM search_indexes s"
+            " LEFT JOIN people p ON p.current_job_id = s.job_id LEFT JOIN import_jobs j ON j.job_id = s.job_id"
+            " WHERE p.user_id IS NULL OR j.embedding_model IS DISTINCT FROM s.space"
+        )
+        for r in stale:
+            await self.pool.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{r["index_name"]}"')
+            await self.pool.execute("DELETE FROM search_indexes WHERE job_id = $1 AND space = $2", r["job_id"], r["space"])
+        due = [] if space.dimensions > 2000 else await self.pool.fetch(  # HNSW's limit
+            "SELECT j.job_id, j.embedded FROM people p JOIN import_jobs j ON j.job_id = p.current_job_id"
+            " WHERE j.embedding_model = $1 AND j.embedding_status = 'complete' AND j.embedded >= $2"
+            " AND NOT EXISTS (SELECT 1 FROM search_indexes s WHERE s.job_id = j.job_id AND s.space = $1)",
+            space.space_id, min_vectors,
+        )
+        built = []
+        for r in due:
+            name = index_name(r["job_id"], space.space_id)
+            await self.pool.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')  # an earlier build cut short
+            await self.pool.execute(
+                f'CREATE INDEX CONCURRENTLY "{name}" ON chunk_embeddings USING hnsw'
+                f" ((embedding::vector({int(space.dimensions)})) vector_cosine_ops)"
+                f" WHERE job_id = {_literal(r['job_id'])} AND model = {_literal(space.space_id)}"
+            )
+            await self.pool.execute(
+                "INSERT INTO search_indexes (job_id, space, index_name, vectors) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (job_id, space) DO NOTHING",
+                r["job_id"], space.space_id, name, r["embedded"],
+            )
+            built.append(r["job_id"])
+        return {"built": built, "dropped": [r["job_id"] for r in stale]}
+
     async def facts(self, conn: asyncpg.Connection, user_id: str, query: str | None, k: int = 20) -> list[FactHit]:
         """Consolidated facts of the person's current import, with the messages they were read in.
 
@@ -260,8 +308,8 @@ class Search:
                 user_id, job["job_id"], k,
             )
         else:
-            text = await _tsquery(conn, query)
-            if not text:
+            terms = await _tsquery(conn, query)
+            if not terms:
                 return []
             rows = await conn.fetch(
                 f"""
@@ -271,7 +319,7 @@ class Search:
                  ORDER BY score DESC, {mentions} DESC, c.position
                  LIMIT $4
                 """,
-                user_id, job["job_id"], text, k,
+                user_id, job["job_id"], " | ".join(terms), k,
             )
         facts = [(r["key"], r["fact"], float(r["score"])) for r in rows]
         chunks = await self._source_chunks(conn, user_id, job["job_id"], facts)

@@ -1,0 +1,94 @@
+"""The HNSW path: one person's top-k equals exact search, however many other people share the table.
+
+Rows are written straight to Postgres (a person with enough vectors for an
+index among many people whose vectors sit right next to theirs, the hard
+case for a filtered index scan), and the expected order is computed here in
+Python from the same vectors, independently of Postgres.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+from soulprint.models.embedding import EmbeddingSpace
+from soulprint.services.db.search import Filters
+
+DIM = 16
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def _unit(v: list[float]) -> list[float]:
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+async def _person(db, user: str, space: EmbeddingSpace, vectors: list[list[float]]) -> tuple[str, list[str]]:
+    job = f"job-{user}"
+    await db.pool.execute(
+        "INSERT INTO import_jobs (job_id, user_id, source_uri, status, embedding_status, embedding_model, embedded,"
+        " embedding_total) VALUES ($1, $2, 'test', 'complete', 'complete', $3, $4, $4)",
+        job, user, space.space_id, len(vectors))
+    await db.pool.execute("INSERT INTO people (user_id, current_job_id) VALUES ($1, $2)", user, job)
+    ids = [str(uuid.uuid4()) for _ in vectors]
+    await db.pool.copy_records_to_table(
+        "conversation_chunks",
+        columns=["chunk_id", "user_id", "job_id", "conversation_id", "tier", "chunk_index", "content",
+                 "token_count", "message_ids", "message_at"],
+        records=[(uuid.UUID(c), user, job, f"conv-{i // 20}", "micro", i % 20, f"chunk {i}", 3, [f"m{i}"],
+                  T0 + timedelta(hours=i)) for i, c in enumerate(ids)])
+    await db.pool.execute(
+        "INSERT INTO chunk_embeddings (job_id, chunk_id, model, dimensions, embedding)"
+        " SELECT $1, x.c, $2, $3, x.v::vector FROM unnest($4::uuid[], $5::text[]) AS x(c, v)",
+        job, space.space_id, DIM, ids, [orjson.dumps(v).decode() for v in vectors])
+    return job, ids
+
+
+def _exact(query: list[float], ids: list[str], vectors: list[list[float]], keep, n: int) -> list[str]:
+    scored = sorted((1 - sum(a * b for a, b in zip(query, v)), c) for i, (c, v) in enumerate(zip(ids, vectors))
+                    if keep(i))
+    return [c for _, c in scored[:n]]
+
+
+async def test_the_hnsw_path_returns_exactly_the_exact_top_k_among_many_people(db):
+    tag = uuid.uuid4().hex[:8]
+    space = EmbeddingSpace("hash", f"hnsw-test-{tag}", DIM)
+    rng = random.Random(11)
+    mine = [_unit([rng.gauss(0, 1) for _ in range(DIM)]) for _ in range(600)]
+    me = f"hnsw-me-{tag}"
+    job, ids = await _person(db, me, space, mine)
+    for p in range(40):  # 40 people x 150 vectors, each a slightly moved copy of one of mine
+        others = [_unit([x + rng.gauss(0, 0.05) for x in rng.choice(mine)]) for _ in range(150)]
+        await _person(db, f"hnsw-other-{tag}-{p}", space, others)
+
+    changes = await db.search.maintain_indexes(space, min_vectors=500)
+    assert changes == {"built": [job], "dropped": []}  # only the person with enough vectors gets one
+    assert await db.search.maintain_indexes(space, min_vectors=500) == {"built": [], "dropped": []}  # idempotent
+
+    depth = 50  # the vector side's candidates for k = 10
+    since = T0 + timedelta(hours=300)
+    for _ in range(20):
+        query = _unit([rng.gauss(0, 1) for _ in range(DIM)])
+        for filters, keep in ((Filters(), lambda i: True),
+                              (Filters(since=since), lambda i: i >= 300),
+                              (Filters(tiers=["micro"], until=since), lambda i: i < 300)):
+            async with db.pool.acquire() as conn:
+                result, rankings = await db.search.search(conn, me, "", query, space, 10, filters)
+            assert result.vector_path == "hnsw"
+            assert [c.chunk_id for c in rankings["vector"]] == _exact(query, ids, mine, keep, depth)  # recall 1.0
+
+    # a scope narrower than the candidates asked for: the index scan comes up short, exact answers
+    narrow = Filters(since=T0 + timedelta(hours=590))
+    async with db.pool.acquire() as conn:
+        result, rankings = await db.search.search(conn, me, "", query, space, 10, narrow)
+    assert result.vector_path == "exact after hnsw"
+    assert [c.chunk_id for c in rankings["vector"]] == _exact(query, ids, mine, lambda i: i >= 590, depth)
+
+    # the person's import is replaced: its index goes
+    await db.pool.execute("UPDATE people SET current_job_id = 'job-gone' WHERE user_id = $1", me)
+    assert await db.search.maintain_indexes(space, min_vectors=500) == {"built": [], "dropped": [job]}
+    assert await db.pool.fetchval("SELECT count(*) FROM search_indexes WHERE job_id = $1", job) == 0
