@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from soulprint.domain.retrieval import Candidate, fuse, single, tsquery_text
+from soulprint.domain.retrieval import Candidate, expand, fuse, single, tsquery_text
 from soulprint.runtime import build_configured_embedder
 from soulprint.services.db.search import Filters
 from soulprint.settings import EmbeddingConfig
@@ -43,6 +43,23 @@ def test_the_full_text_query_ors_words_with_their_english_stem_and_drops_stop_wo
     assert tsquery_text([("where", None), ("moving", "move"), ("lisbon", "lisbon"), ("o'hara", "o'hara")]) \
         == "('moving' | 'move':*) | 'lisbon' | 'o''hara'"
     assert tsquery_text([("the", None)]) == ""
+
+
+def _m(i: int, tokens: int = 10) -> Candidate:
+    return Candidate(f"k{i}", "conv", None, [f"m{i}"], "micro", None, tokens, f"t{i}", i)
+
+
+def test_expansion_widens_hits_in_rank_order_within_the_budget_and_never_shows_a_chunk_twice():
+    a, b = fuse({"full_text": [_m(5), _m(8)]}, 2)  # two hits of one thread, three chunks apart
+    near = {"k5": ([_m(4), _m(3)], [_m(6), _m(7), _m(8)]), "k8": ([_m(7), _m(6)], [_m(9, 50)])}
+    wa, wb = expand([a, b], near, budget=60)
+    # rounds: a takes m4, b m7; a m6, b's m9 (50 tokens) does not fit and m6 is a's; a m3: 60 used
+    assert wa.context.message_ids == ["m3", "m4", "m5", "m6"] and wa.context.added_tokens == 30
+    assert wb.context.message_ids == ["m7", "m8"]
+    assert wa.context.text == "t3\nt4\nt5\nt6" and wa.context.added_message_ids == ["m3", "m4", "m6"]
+    assert sum(h.total_tokens for h in (wa, wb)) == 60
+    [alone] = expand([a], near, budget=5)  # below the hit's own tokens: nothing added, nothing dropped
+    assert alone.context.tokens == 10 and alone.context.added_message_ids == []
 
 
 # -- on the stack -----------------------------------------------------------------------
