@@ -113,11 +113,12 @@ class Search:
     async def search(self, conn: asyncpg.Connection, user_id: str, query: str,
                      query_vector: Sequence[float] | None, space: EmbeddingSpace | None, k: int,
                      filters: Filters = Filters(), *, expand_tokens: int | None = None,
-                     depth: int | None = None) -> tuple[SearchResult, dict[str, list[Candidate]]]:
+                     depth: int | None = None, exact: bool = False) -> tuple[SearchResult, dict[str, list[Candidate]]]:
         """The fused top ``k`` and each retriever's candidates (``depth`` each, default 4k, at least 50).
 
         ``expand_tokens``: widen the hits with neighbouring micro chunks of their conversation
-        while the hits' total tokens stay within it (domain.retrieval.expand).
+        while the hits' total tokens stay within it (domain.retrieval.expand). ``exact``: the
+        exact vector path even where an index exists (what the benchmark checks the index against).
         """
         depth = depth or max(4 * k, 50)
         job = await _current(conn, user_id, space.space_id if space else None)
@@ -129,7 +130,7 @@ class Search:
         scope = (user_id, job_id, list(filters.tiers) if filters.tiers else None, filters.since, filters.until,
                  list(filters.conversation_ids) if filters.conversation_ids else None)
         full_text = await self._full_text(conn, scope, query, depth, notes)
-        vector, path = await self._vector(conn, job, scope, query_vector, space, depth, notes)
+        vector, path = await self._vector(conn, job, scope, query_vector, space, depth, notes, exact)
         rankings = {"full_text": full_text, "vector": vector}
         hits = fuse(rankings, k)
         if expand_tokens is not None:
@@ -163,8 +164,8 @@ class Search:
         return [_candidate(r) for r in rows]
 
     async def _vector(self, conn, job: asyncpg.Record, scope: tuple, query_vector: Sequence[float] | None,
-                      space: EmbeddingSpace | None, depth: int,
-                      notes: list[str]) -> tuple[list[Candidate], str | None]:
+                      space: EmbeddingSpace | None, depth: int, notes: list[str],
+                      exact: bool) -> tuple[list[Candidate], str | None]:
         if query_vector is None or space is None:
             notes.append("vector: no query embedding")
             return [], None
@@ -172,7 +173,7 @@ class Search:
         if (job["embedding_model"] == space.space_id and job["embedding_total"] is not None
                 and job["embedded"] < job["embedding_total"]):
             notes.append(f"vector: {job['embedded']} of {job['embedding_total']} chunks embedded so far")
-        if job["index_name"] is not None and scope[5] is None:
+        if job["index_name"] is not None and scope[5] is None and not exact:
             rows = await self._vector_hnsw(conn, scope, literal, space, depth)
             if len(rows) == depth:
                 return rows, "hnsw"
