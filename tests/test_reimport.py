@@ -242,8 +242,3 @@ async def test_a_full_pass_whose_every_fact_was_dropped_fails_with_that_reason(r
     job = await db.jobs.get(job_id)
     assert job.full_pass_status == "failed" and "dropped" in job.full_pass_error and "7" in job.full_pass_error
 
-
-async def test_an_embedding_space_gets_its_hnsw_index(db):
-    name = await db.chunks.ensure_embedding_index("test-embed", 3)
-    definition = await db.pool.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1", name)
-    assert "hnsw" in definition and "vector(3)" in definition and "test-embed" in definition

@@ -12,7 +12,6 @@ writes its chunks, which deletes it; a failed or retired job's go with its rows.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import AsyncIterator, Iterable, Sequence
 
@@ -294,19 +293,3 @@ class Chunks:
                 continue
             pending.setdefault(r["conversation_id"], []).append((r["chunk_id"], r["token_count"]))
         return pending, exhausted
-
-    async def ensure_embedding_index(self, model: str, dimensions: int) -> str:
-        """An HNSW index for one embedding space: ``(embedding::vector(N)) WHERE model = '<model>'``.
-
-        Queries of that space must use the same cast and predicate to use it:
-        ``ORDER BY embedding::vector(N) <=> $1::vector(N)`` with ``WHERE model = '<model>'``.
-        """
-        if not 0 < dimensions <= 2000:
-            raise ValueError(f"HNSW indexes vectors of up to 2000 dimensions, not {dimensions}")
-        name = "chunk_embeddings_hnsw_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30] + f"_{dimensions}"
-        literal = model.replace("'", "''")
-        await self.pool.execute(
-            f'CREATE INDEX IF NOT EXISTS "{name}" ON chunk_embeddings USING hnsw'
-            f" ((embedding::vector({int(dimensions)})) vector_cosine_ops) WHERE model = '{literal}'"
-        )
-        return name

@@ -45,6 +45,8 @@ HNSW_MIN_VECTORS = 10_000
 # most this many tuples (filtered-out ones included) before giving up to exact.
 HNSW_EF_SEARCH = 200
 HNSW_MAX_SCAN_TUPLES = 200_000
+# Memory for one index build: 100,000 vectors of 256 dimensions take ~150 MB as a graph.
+HNSW_BUILD_MEMORY = "1GB"
 INDEX_PREFIX = "search_hnsw_"
 # A hit widens by at most this many micro chunks on each side (what one query fetches).
 NEIGHBOURS_PER_SIDE = 32
@@ -276,12 +278,19 @@ class Search:
         built = []
         for r in due:
             name = index_name(r["job_id"], space.space_id)
-            await self.pool.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')  # an earlier build cut short
-            await self.pool.execute(
-                f'CREATE INDEX CONCURRENTLY "{name}" ON chunk_embeddings USING hnsw'
-                f" ((embedding::vector({int(space.dimensions)})) vector_cosine_ops)"
-                f" WHERE job_id = {_literal(r['job_id'])} AND model = {_literal(space.space_id)}"
-            )
+            async with self.pool.acquire() as conn:
+                await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')  # an earlier build cut short
+                # The graph must fit in maintenance_work_mem or the build slows many times over
+                # (pgvector says so in the log); set for this build alone.
+                await conn.execute(f"SET maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+                try:
+                    await conn.execute(
+                        f'CREATE INDEX CONCURRENTLY "{name}" ON chunk_embeddings USING hnsw'
+                        f" ((embedding::vector({int(space.dimensions)})) vector_cosine_ops)"
+                        f" WHERE job_id = {_literal(r['job_id'])} AND model = {_literal(space.space_id)}"
+                    )
+                finally:
+                    await conn.execute("RESET maintenance_work_mem")
             await self.pool.execute(
                 "INSERT INTO search_indexes (job_id, space, index_name, vectors) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (job_id, space) DO NOTHING",
