@@ -299,3 +299,13 @@ async def test_a_non_superuser_owner_runs_the_pipeline_under_forced_rls(stack_se
 def _superuser(settings) -> tuple[str, str]:
     parts = urlsplit(settings.database_url)
     return parts.username or "postgres", parts.password or ""
+
+
+async def test_reader_sessions_plan_each_query_and_full_text_can_use_its_index(db, user_id):
+    # Under row-level security only a LEAKPROOF operator may be an index condition; the
+    # embedded Postgres runs migrations as a superuser, so 0013 marks `@@` so.
+    assert await db.pool.fetchval("SELECT proleakproof FROM pg_proc WHERE proname = 'ts_match_vq'")
+    async with db.reader.session(user_id) as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    async with db.pool.acquire() as conn:  # LOCAL: the pooled connection is back to the default
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"

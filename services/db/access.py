@@ -74,10 +74,14 @@ class Reader:
         if not user_id:
             raise ValueError("a reader session needs a person")
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            # Both settings are LOCAL: they end with the transaction, before the
-            # connection goes back to the pool.
+            # Every setting is LOCAL: it ends with the transaction, before the
+            # connection goes back to the pool. Plans are made for each query's
+            # own values: one person has 900 chunks, another 100,000, and a
+            # cached generic plan (asyncpg prepares every statement) picked for
+            # neither read all 100,000 to answer a full-text search (0.6 s vs 20 ms).
             await conn.execute(
-                "SELECT set_config('role', $1, true), set_config('soulprint.user_id', $2, true)",
+                "SELECT set_config('role', $1, true), set_config('soulprint.user_id', $2, true),"
+                " set_config('plan_cache_mode', 'force_custom_plan', true)",
                 READER_ROLE, user_id,
             )
             yield conn

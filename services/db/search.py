@@ -148,7 +148,7 @@ class Search:
             return []
         rows = await conn.fetch(
             f"""
-            WITH t AS (
+            WITH t AS MATERIALIZED (  -- once per query: inlined, the counts would run once per matching row
                 SELECT to_tsquery('simple', x) AS q,
                        ln(1 + (SELECT j.chunks_micro FROM import_jobs j WHERE j.job_id = $2)::float8
                               / (1 + (SELECT count(*) FROM conversation_chunks c WHERE c.user_id = $1
@@ -209,7 +209,11 @@ class Search:
         n = int(space.dimensions)
         async with conn.transaction():  # SET LOCAL needs one (a savepoint inside a session's)
             await conn.execute(
-                "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+                # The index's order instead of reading and sorting every vector of the person:
+                # with sorting priced out, the ordered HNSW scan is the plan (stale statistics
+                # made Postgres sort 100,000 rows for 1.4 s instead).
+                "SET LOCAL enable_sort = off;"
+                " SET LOCAL hnsw.iterative_scan = relaxed_order;"
                 f" SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, min(2 * depth, 1000))};"
                 f" SET LOCAL hnsw.max_scan_tuples = {HNSW_MAX_SCAN_TUPLES}"
             )
