@@ -126,7 +126,7 @@ async def _reembed(rt, job_id: str) -> list | None:
     job = await rt.db.jobs.restart_embedding(job_id, rt.settings.embedding.tiers, rt.embedder.space)
     if job is None:
         return None
-    log.warning("re-embedding %s in %s (%s/%s chunks there already)", job_id, job.embedding_model,
+    log.info("re-embedding %s in %s (%s/%s chunks there already)", job_id, job.embedding_model,
                 job.embedded, job.embedding_total)
     if job.embedding_status not in (EmbeddingStatus.PENDING, EmbeddingStatus.PROCESSING):
         return []

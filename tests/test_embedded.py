@@ -25,7 +25,10 @@ async def start_worker(data_dir, bootstrap: str, database_url: str, **extra) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOULPRINT_", "ANTHROPIC_"))}
     env.update(SOULPRINT_DATA_DIR=str(data_dir), SOULPRINT_KAFKA_BOOTSTRAP=bootstrap,
                SOULPRINT_DATABASE_URL=database_url, SOULPRINT_APP_ID=f"w-{uuid.uuid4().hex[:8]}",
-               SOULPRINT_TOPIC_PREFIX=f"w{uuid.uuid4().hex[:8]}", **extra)
+               SOULPRINT_TOPIC_PREFIX=f"w{uuid.uuid4().hex[:8]}",
+               # The session's embedding space (conftest: hash): a worker on another space would
+               # start re-embedding every import of the shared database.
+               SOULPRINT_EMBEDDING_PROVIDER="hash", **extra)
     return await asyncio.create_subprocess_exec(*WORKER, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
 

@@ -95,10 +95,15 @@ async def api(runtime):
 
 
 async def foreign_ids(db, user: str) -> set[str]:
-    """Every chunk, conversation and message id of everybody else (test-side, as the owner)."""
-    rows = await db.pool.fetch("SELECT chunk_id::text AS id FROM conversation_chunks WHERE user_id <> $1 "
-                               "UNION SELECT conversation_id FROM conversations WHERE user_id <> $1", user)
-    return {r["id"] for r in rows}
+    """Every chunk and conversation id of everybody else that is not also this person's (two
+    generated exports both have a conversation "c33"), as it appears in JSON: quoted, so that
+    "c6" inside a chunk's uuid is no match (test-side, as the owner)."""
+    rows = await db.pool.fetch(
+        "(SELECT chunk_id::text AS id FROM conversation_chunks WHERE user_id <> $1"
+        " UNION SELECT conversation_id FROM conversations WHERE user_id <> $1)"
+        " EXCEPT (SELECT chunk_id::text FROM conversation_chunks WHERE user_id = $1"
+        " UNION SELECT conversation_id FROM conversations WHERE user_id = $1)", user)
+    return {f'"{r["id"]}"' for r in rows}
 
 
 def requests_for(rng: random.Random, user: str) -> list[tuple[str, str, dict | None, dict | None]]:
