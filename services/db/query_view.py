@@ -19,6 +19,7 @@ import asyncpg
 from soulprint.models.events import MemoryWritten, SectionsPublished
 from soulprint.models.sections import FILE_NAMES
 from soulprint.models.view import SoulprintView
+from soulprint.services.db import soulprints
 
 SECTION_NAMES = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOLS: the order of the prompt's prefix
 _LOCK_SPACE = 0x5017  # pg_advisory_xact_lock(space, hashtext(user)): one writer per person's row
@@ -32,24 +33,16 @@ async def restore(conn: asyncpg.Connection, user_id: str, failed_job_id: str) ->
     shown = await conn.fetchval("SELECT job_id FROM query_soulprints WHERE user_id = $1", user_id)
     if shown != failed_job_id:
         return
-    latest = await conn.fetchrow(
-        """
-        SELECT v.job_id, v.version, v.rendered, v.offline, v.created_at,
-               (SELECT memory_md FROM memories m WHERE m.job_id = v.job_id) AS memory_md
-          FROM soulprint_versions v JOIN people p ON p.user_id = v.user_id AND p.current_job_id = v.job_id
-         WHERE v.user_id = $1 AND v.rendered IS NOT NULL ORDER BY v.version DESC LIMIT 1
-        """,
-        user_id,
-    )
+    latest = await soulprints.latest_version(conn, user_id)
     if latest is None:
         await conn.execute("DELETE FROM query_soulprints WHERE user_id = $1", user_id)
         return
     await conn.execute(
-        "UPDATE query_soulprints SET job_id = $2, version = $3, sections = $4, memory_md = $5, offline = $6,"
-        " made_at = $7, updated_at = now() WHERE user_id = $1",
+        "UPDATE query_soulprints SET job_id = $2, version = $3, sections = $4, offline = $5, made_at = $6,"
+        " memory_md = (SELECT memory_md FROM memories WHERE job_id = $2), updated_at = now() WHERE user_id = $1",
         user_id, latest["job_id"], latest["version"],
         {n: latest["rendered"][n] for n in SECTION_NAMES if n in latest["rendered"]},
-        latest["memory_md"], latest["offline"], latest["created_at"],
+        latest["offline"], latest["created_at"],
     )
 
 

@@ -16,19 +16,24 @@ from soulprint.models.sections import FILE_NAMES
 _SECTIONS = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOLS: their columns
 
 
-async def restore_current(conn: asyncpg.Connection, user_id: str, failed_job_id: str) -> None:
-    """If the person's soulprint comes from ``failed_job_id``, put back the current import's
-    latest version (none: the person had no complete import, so no soulprint either)."""
-    row = await conn.fetchrow("SELECT job_id FROM soulprints WHERE user_id = $1 FOR UPDATE", user_id)
-    if row is None or row["job_id"] != failed_job_id:
-        return
-    latest = await conn.fetchrow(
+async def latest_version(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    """The latest rendered version of the person's current import (what a failed job's is replaced by)."""
+    return await conn.fetchrow(
         """
         SELECT v.* FROM soulprint_versions v JOIN people p ON p.user_id = v.user_id AND p.current_job_id = v.job_id
          WHERE v.user_id = $1 AND v.rendered IS NOT NULL ORDER BY v.version DESC LIMIT 1
         """,
         user_id,
     )
+
+
+async def restore_current(conn: asyncpg.Connection, user_id: str, failed_job_id: str) -> None:
+    """If the person's soulprint comes from ``failed_job_id``, put back the current import's
+    latest version (none: the person had no complete import, so no soulprint either)."""
+    row = await conn.fetchrow("SELECT job_id FROM soulprints WHERE user_id = $1 FOR UPDATE", user_id)
+    if row is None or row["job_id"] != failed_job_id:
+        return
+    latest = await latest_version(conn, user_id)
     if latest is None:
         await conn.execute("DELETE FROM soulprints WHERE user_id = $1", user_id)
         return
