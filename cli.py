@@ -88,6 +88,58 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("token")
     t.set_defaults(func=cmd_token_revoke)
 
+    p = sub.add_parser("upload-service", help="run only the upload service (HTTP uploads into storage, import events)")
+    p.add_argument("--host", help="address to listen on (default SOULPRINT_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default SOULPRINT_PORT or 8700; 0: any free)")
+    p.set_defaults(func=cmd_upload_service)
+
+    p = sub.add_parser("webhook", help="manage the endpoints notified of job events (Standard Webhooks)")
+    wsub = p.add_subparsers(dest="webhook_command", required=True)
+    w = wsub.add_parser("add", help="add an endpoint; prints its whsec_ signing secret once")
+    w.add_argument("url")
+    w.add_argument("--event", action="append", dest="events",
+                   help="only this event type (repeatable; default every type)")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_webhook_add)
+    w = wsub.add_parser("list", help="list endpoints and their state")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_webhook_list)
+    w = wsub.add_parser("remove", help="remove an endpoint")
+    w.add_argument("endpoint_id")
+    w.set_defaults(func=cmd_webhook_remove)
+
+    p = sub.add_parser("dlq", help="inspect and replay the dead-letter topic")
+    dsub = p.add_subparsers(dest="dlq_command", required=True)
+    d = dsub.add_parser("list", help="list dead letters with their source and reason")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dlq_list)
+    d = dsub.add_parser("replay", help="send dead letters back to the topic they came from")
+    which = d.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="letter_id", help="one dead letter, by the id `dlq list` shows")
+    which.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
+    d.set_defaults(func=cmd_dlq_replay)
+
+    p = sub.add_parser("replay", help="send a topic's events again (all, one job's or one person's)")
+    p.add_argument("--topic", required=True, help="the topic's name without the prefix (imports, chunks, ...)")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--job", help="only this job's events")
+    scope.add_argument("--user", help="only this person's events")
+    p.add_argument("--from-beginning", action="store_true", help="from the first offset the broker holds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("reprocess", help="re-drive a person's current import from a stage, from what is stored")
+    p.add_argument("--user", required=True)
+    p.add_argument("--from-stage", required=True,
+                   choices=("parse", "chunks", "facts", "consolidate", "memory", "sections"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reprocess)
+
+    p = sub.add_parser("delete-user", help="erase everything about a person, for good; prints a receipt")
+    p.add_argument("user")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_delete_user)
+
     p = sub.add_parser("status", help="show an import job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
@@ -662,6 +714,54 @@ def cmd_worker(args, settings: Settings) -> int:
     with Stack(settings) as stack:
         _run(serve(stack.start(need_kafka=False)))
     return 0
+
+
+# -- upload service (issue 10: uploads) ----------------------------------------------
+
+
+def cmd_upload_service(args, settings: Settings) -> int:
+    raise CliError("upload-service: not built yet")
+
+
+# -- webhooks (issue 10: notifications) --------------------------------------------
+
+
+def cmd_webhook_add(args, settings: Settings) -> int:
+    raise CliError("webhook add: not built yet")
+
+
+def cmd_webhook_list(args, settings: Settings) -> int:
+    raise CliError("webhook list: not built yet")
+
+
+def cmd_webhook_remove(args, settings: Settings) -> int:
+    raise CliError("webhook remove: not built yet")
+
+
+# -- dead letters, replay, reprocess (issue 10: operations) ----------------------------
+
+
+def cmd_dlq_list(args, settings: Settings) -> int:
+    raise CliError("dlq list: not built yet")
+
+
+def cmd_dlq_replay(args, settings: Settings) -> int:
+    raise CliError("dlq replay: not built yet")
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    raise CliError("replay: not built yet")
+
+
+def cmd_reprocess(args, settings: Settings) -> int:
+    raise CliError("reprocess: not built yet")
+
+
+# -- erasure (issue 10: erasure) ------------------------------------------------------
+
+
+def cmd_delete_user(args, settings: Settings) -> int:
+    raise CliError("delete-user: not built yet")
 
 
 if __name__ == "__main__":

@@ -221,13 +221,19 @@ async def standalone_query_service(settings: Settings) -> AsyncIterator[QuerySer
         yield QueryService(db, embedder, llm, settings.service)
 
 
-def build_api(rt: Runtime, query: QueryService) -> "Starlette":
-    """The HTTP app (REST, OpenAI-compatible chat, MCP at /mcp, /health) over ``query``.
+def build_api(rt: Runtime, query: QueryService | None) -> "Starlette":
+    """The HTTP app (REST, OpenAI-compatible chat, MCP at /mcp, /health, uploads, people, metrics, the
+    web app) over ``query`` (None: the upload service alone).
 
-    Imported here: only `soulprint serve` loads the web and MCP stacks."""
+    Imported here: only the serving commands load the web and MCP stacks."""
+    from soulprint.services.http import imports, metrics, people, tus, web
     from soulprint.services.http.app import build_app
+    from soulprint.services.http.context import ApiContext
     from soulprint.services.http.health import Health
     from soulprint.services.http.mcp import build_mcp
 
-    return build_app(query, rt.auth, rt.settings.service, build_mcp(query, rt.auth),
-                     health=Health(rt.settings, rt.db, rt.embedder, query.llm))
+    health = Health(rt.settings, rt.db, rt.embedder, query.llm if query is not None else None)
+    ctx = ApiContext(settings=rt.settings, db=rt.db, auth=rt.auth, health=health, query=query)
+    extra = [route for module in (imports, tus, people, metrics, web) for route in module.routes(ctx)]
+    return build_app(query, rt.auth, rt.settings.service, build_mcp(query, rt.auth) if query is not None else None,
+                     health=health, extra=extra)

@@ -8,10 +8,11 @@ this app's lifespan, so it starts and stops with the server.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
 
 from soulprint.services.http.errors import exception_handlers
 from soulprint.services.http.health import Health
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
     from soulprint.settings import ServiceConfig
 
 
-def build_app(query: "QueryService", auth: "Authenticator", config: "ServiceConfig", mcp: "McpMount | None" = None,
-              *, health: Health) -> Starlette:
+def build_app(query: "QueryService | None", auth: "Authenticator", config: "ServiceConfig",
+              mcp: "McpMount | None" = None, *, health: Health, extra: Sequence[BaseRoute] = (),
+              middleware: Sequence[Middleware] = ()) -> Starlette:
+    """``extra``: the other route modules' routes (uploads, people, metrics, the web app); ``query`` None
+    leaves the query service's routes out (the upload service alone)."""
     r = Routes(query, auth, config, health)
-    routes = [
+    query_routes = [
         Route("/health", r.health, methods=["GET"]),
         Route("/v1/search", r.search, methods=["POST"]),
         Route("/v1/query", r.ask, methods=["POST"]),
@@ -36,6 +40,10 @@ def build_app(query: "QueryService", auth: "Authenticator", config: "ServiceConf
         Route("/v1/chat/completions", r.chat, methods=["POST"]),
         Route("/v1/models", r.models, methods=["GET"]),
     ]
+    routes = [Route("/health", r.health, methods=["GET"])]
+    if query is not None:
+        routes += query_routes[1:]
+    routes += list(extra)
     if mcp is not None:
         routes.append(Route("/mcp", mcp.asgi))  # an ASGI app: every method, the transport decides
 
@@ -44,4 +52,5 @@ def build_app(query: "QueryService", auth: "Authenticator", config: "ServiceConf
         async with mcp.lifespan() if mcp is not None else contextlib.nullcontext():
             yield
 
-    return Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
+    return Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan,
+                     middleware=list(middleware))
