@@ -20,7 +20,39 @@ from soulprint.models.access import AccessDenied
 from soulprint.models.query import NoSoulprint, Unavailable
 
 class ApiError(Exception):
-    """An error of the API itself (not of the query service): its message is for the client."""
+    """An error of the API itself (not of the query service): its message is for the client.
+
+    ``headers`` go on the response (Retry-After, Location, the tus headers); ``extra`` is merged
+    into the error object (a 409's running job, for one)."""
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, extra: dict | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(ApiError):
+    """No such resource for this person (another person's is not found either, never forbidden)."""
+
+
+class Conflict(ApiError):
+    """The same export of the same person is already being imported (``extra`` names the job)."""
+
+
+class Gone(ApiError):
+    """A resumable upload that expired or was terminated."""
+
+
+class PreconditionFailed(ApiError):
+    """A protocol version the server does not speak (tus)."""
+
+
+class UnsupportedMedia(ApiError):
+    """Not a zip or JSON export by its first bytes, or a content type the route does not take."""
+
+
+class RateLimited(ApiError):
+    """Too many requests for this token; ``headers`` carry Retry-After."""
 
 
 class BadRequest(ApiError):
@@ -35,7 +67,7 @@ class Unauthorized(ApiError):
     """No token, or one that is unknown or revoked."""
 
     def __init__(self, message: str, challenge: str = "Bearer") -> None:
-        super().__init__(message)
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
         self.challenge = challenge
 
 
@@ -45,8 +77,14 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Unauthorized, 401),
     (AccessDenied, 403),
     (NoSoulprint, 404),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Gone, 410),
+    (PreconditionFailed, 412),
     (BodyTooLarge, 413),
+    (UnsupportedMedia, 415),
     (ValidationError, 422),
+    (RateLimited, 429),
     (Unavailable, 503),
 )
 
@@ -57,15 +95,21 @@ TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    412: "precondition_failed",
     413: "request_too_large",
+    415: "unsupported_media_type",
     422: "invalid_request_error",
+    429: "rate_limit_error",
     500: "server_error",
     503: "service_unavailable",
 }
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"error": {"type": TYPES.get(status, "error"), "message": message}}
+def error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                   extra: dict | None = None) -> Response:
+    body = {"error": {"type": TYPES.get(status, "error"), "message": message, **(extra or {})}}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
@@ -85,8 +129,9 @@ async def _handle(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status == 500:  # Starlette re-raises it after this answer: the server logs the traceback
         return error_response(500, "internal error")
-    headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthorized) else None
-    return error_response(status, message_of(exc), headers)
+    if isinstance(exc, ApiError):
+        return error_response(status, message_of(exc), exc.headers or None, exc.extra)
+    return error_response(status, message_of(exc))
 
 
 async def _handle_http(request: Request, exc: HTTPException) -> Response:

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from soulprint.services.http.errors import BodyTooLarge, BadRequest
+from soulprint.models.access import Principal
+from soulprint.services.http.errors import BodyTooLarge, BadRequest, Unauthorized
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +25,18 @@ def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate(request: Request, auth) -> Principal:
+    """The request's principal, from its bearer token; every route module authenticates through here
+    (401 without a token or with an unknown or revoked one)."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("an Authorization: Bearer <token> header is required")
+    principal = await auth.authenticate(token)
+    if principal is None:
+        raise Unauthorized("the token is unknown or revoked", 'Bearer error="invalid_token"')
+    return principal
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -18,9 +18,8 @@ from starlette.responses import Response, StreamingResponse
 from soulprint.models.access import Principal
 from soulprint.models.query import QueryRequest, SearchRequest
 from soulprint.services.http.chat import MODEL_ID, ChatRequest, Completion
-from soulprint.services.http.errors import Unauthorized
 from soulprint.services.http.health import Health
-from soulprint.services.http.inputs import JSON, bearer_token, read_model
+from soulprint.services.http.inputs import JSON, authenticate, read_model
 
 if TYPE_CHECKING:
     from soulprint.services.auth import Authenticator
@@ -48,13 +47,7 @@ class Routes:
         self.started = int(time.time())
 
     async def principal(self, request: Request) -> Principal:
-        token = bearer_token(request)
-        if token is None:
-            raise Unauthorized("an Authorization: Bearer <token> header is required")
-        principal = await self.auth.authenticate(token)
-        if principal is None:
-            raise Unauthorized("the token is unknown or revoked", 'Bearer error="invalid_token"')
-        return principal
+        return await authenticate(request, self.auth)
 
     async def _read(self, request: Request, model):
         return await read_model(request, model, self.config.max_request_bytes)
