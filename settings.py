@@ -138,6 +138,12 @@ class ServiceConfig:
     answer_context_tokens: int = 3000
     # The largest JSON request body the API reads (uploads are streamed, not bound by this).
     max_request_bytes: int = 1 * MiB
+    # Requests per minute per token (or per client address without a valid one), and the burst
+    # above that rate; generous, so a person's browser never meets it. 0: no rate limit.
+    rate_limit_per_min: int = 1200
+    rate_limit_burst: int = 300
+    # GET /metrics without the operator token, for a scraper inside the cluster.
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,8 @@ class Settings:
     full_pass_deadline_s: float = 1800.0
     # Tracebacks instead of one-line errors at the terminal.
     debug: bool = False
+    # Log lines: "text" (for a terminal) or "json" (one object per line, for a log collector).
+    log_format: str = "text"
     parse_limits: ParseLimits = field(default_factory=ParseLimits)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -263,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         extraction_max_attempts=r.integer("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", d.extraction_max_attempts, minimum=1),
         full_pass_deadline_s=r.number("SOULPRINT_FULL_PASS_DEADLINE", d.full_pass_deadline_s, minimum=1.0),
         debug=r.flag("SOULPRINT_DEBUG", d.debug),
+        log_format=r.choice("SOULPRINT_LOG_FORMAT", ("text", "json")) or d.log_format,
         parse_limits=_parse_limits(r),
         llm=_llm(r),
         embedding=_embedding(r),
@@ -357,6 +366,9 @@ def _service(r: _Reader) -> ServiceConfig:
         answer_hits=r.integer("SOULPRINT_ANSWER_HITS", d.answer_hits, minimum=1),
         answer_context_tokens=r.integer("SOULPRINT_ANSWER_CONTEXT_TOKENS", d.answer_context_tokens, minimum=100),
         max_request_bytes=r.integer("SOULPRINT_MAX_REQUEST_BYTES", d.max_request_bytes, minimum=1024),
+        rate_limit_per_min=r.integer("SOULPRINT_RATE_LIMIT_PER_MIN", d.rate_limit_per_min),
+        rate_limit_burst=r.integer("SOULPRINT_RATE_LIMIT_BURST", d.rate_limit_burst, minimum=1),
+        metrics_public=r.flag("SOULPRINT_METRICS_PUBLIC", d.metrics_public),
     )
 
 
