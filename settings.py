@@ -147,6 +147,18 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class UploadConfig:
+    """Where uploaded exports are stored and what an upload may be (services/storage, services/imports)."""
+
+    # A directory, or s3://bucket/prefix. None: <data dir>/uploads.
+    storage: str | None = None
+    s3_endpoint_url: str | None = None  # an S3-compatible server (MinIO, moto); None: AWS itself
+    max_upload_bytes: int = 2 << 30
+    # A running import of the same export older than this no longer blocks a new upload (409): it is superseded.
+    stale_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     # Infrastructure. None means "start the embedded one".
@@ -212,6 +224,7 @@ class Settings:
     llm: LLMConfig = field(default_factory=LLMConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
 
     @property
     def embedded_kafka(self) -> bool:
@@ -276,6 +289,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm=_llm(r),
         embedding=_embedding(r),
         service=_service(r),
+        upload=UploadConfig(
+            storage=r.text("SOULPRINT_STORAGE"),
+            s3_endpoint_url=r.text("SOULPRINT_S3_ENDPOINT_URL"),
+            max_upload_bytes=r.integer("SOULPRINT_MAX_UPLOAD_BYTES", UploadConfig.max_upload_bytes, minimum=1),
+            stale_s=r.number("SOULPRINT_UPLOAD_STALE_S", UploadConfig.stale_s, minimum=1.0),
+        ),
     )
     check_event_size(settings)
     _check_order("SOULPRINT_LLM_CONCURRENCY", settings.llm.initial_concurrency,
