@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CliError) as exc:
         print(f"soulprint: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.verbose, settings.data_dir)
+    _configure_logging(args.verbose, settings)
     try:
         return args.func(args, settings)
     except KeyboardInterrupt:
@@ -190,10 +190,14 @@ class _Records(logging.Filter):
         return record.name.startswith(LIBRARY_LOGGERS) == self.libraries
 
 
-def _configure_logging(verbose: bool, data_dir: Path) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    terminal = logging.StreamHandler(sys.stderr)
-    terminal.setFormatter(fmt)
+def _configure_logging(verbose: bool, settings: Settings) -> None:
+    """Every handler in SOULPRINT_LOG_FORMAT, with the job and stage of its records, and redacted
+    (services/logs.py): the secrets this process holds never reach a log line."""
+    from soulprint.services.logs import install
+
+    data_dir = settings.data_dir
+    secrets = (settings.service.admin_token, settings.service.token, settings.llm.api_key)
+    terminal = install(logging.StreamHandler(sys.stderr), settings.log_format, secrets)
     root = logging.getLogger()
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     root.addHandler(terminal)
@@ -210,7 +214,7 @@ def _configure_logging(verbose: bool, data_dir: Path) -> None:
         library_log = logging.FileHandler(data_dir / "soulprint.log", encoding="utf-8")
     except OSError:
         return
-    library_log.setFormatter(fmt)
+    install(library_log, settings.log_format, secrets)
     library_log.addFilter(_Records(libraries=True))
     root.addHandler(library_log)
 
