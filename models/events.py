@@ -248,3 +248,21 @@ class MemoryWritten(FullPassEvent, namespace="soulprint.MemoryWritten"):
 
     offline: bool = False
     memory_md: str = ""
+
+
+# -- notices topic ---------------------------------------------------------
+
+
+class JobNotice(Event, namespace="soulprint.JobNotice"):
+    """Something a person's webhooks are told: a row of the `notices` outbox, published by its relay.
+
+    ``type``: soulprint.quick_ready, soulprint.complete, soulprint.failed or
+    person.deleted. ``data`` holds ids and statuses only, never a person's text.
+    """
+
+    notice_id: str = ""
+    type: str = ""
+    user_id: str = ""
+    job_id: Optional[str] = None
+    data: dict = {}
+    created_at: float = 0.0

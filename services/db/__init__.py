@@ -9,6 +9,7 @@
     await db.tokens.resolve(plaintext)                          # person tokens
     async with db.reader.session(user_id) as conn: ...          # reads under row-level security
     await db.view.get(conn, user_id)                            # the query service's soulprint view
+    async with db.notices.unpublished(100) as batch: ...        # the notices outbox (record_notice: in a transaction)
 
 pool.py connects and migrates (migrations/ is append-only); llm.py holds the
 LLM layer's cache, usage and batch tables.
@@ -23,6 +24,7 @@ from soulprint.services.db.chunks import Chunks, ChunkWrite
 from soulprint.services.db.embeddings import Embeddings
 from soulprint.services.db.facts import Facts
 from soulprint.services.db.jobs import Jobs, Moved
+from soulprint.services.db.notices import Notices
 from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, PostgresUsageSink, usage_for_job
 from soulprint.services.db.search import Search
 from soulprint.services.db.query_view import QueryView
@@ -44,6 +46,7 @@ class Database:
         self.tokens = Tokens(pool)
         self.reader = Reader(pool)
         self.view = QueryView(pool)
+        self.notices = Notices(pool)
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
