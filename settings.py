@@ -159,6 +159,22 @@ class UploadConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """Webhook deliveries (agents/notify.py, services/webhooks.py): retries, timeouts, allowed targets."""
+
+    # Hosts a target may name even though they resolve to a private, loopback or reserved address.
+    allow_hosts: tuple[str, ...] = ()
+    # Retry back-off with full jitter: a random delay up to min(cap, base * 2^(attempt-1)).
+    retry_base_s: float = 5.0
+    retry_cap_s: float = 3600.0
+    max_attempts: int = 8  # then the delivery is a dead letter
+    timeout_s: float = 10.0  # each request, connect to last byte
+    poll_s: float = 1.0  # how often the relay and the retry timer look for work
+    # The service's public base URL (https://soulprint.example): bodies then carry a status_url.
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     # Infrastructure. None means "start the embedded one".
@@ -226,6 +242,7 @@ class Settings:
     llm: LLMConfig = field(default_factory=LLMConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
 
     @property
@@ -292,6 +309,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm=_llm(r),
         embedding=_embedding(r),
         service=_service(r),
+        webhooks=WebhookConfig(
+            allow_hosts=tuple(h.strip().lower() for h in (r.text("SOULPRINT_WEBHOOK_ALLOW_HOSTS") or "").split(",")
+                              if h.strip()),
+            retry_base_s=r.number("SOULPRINT_WEBHOOK_RETRY_BASE", WebhookConfig.retry_base_s, minimum=0.001),
+            retry_cap_s=r.number("SOULPRINT_WEBHOOK_RETRY_CAP", WebhookConfig.retry_cap_s, minimum=0.001),
+            max_attempts=r.integer("SOULPRINT_WEBHOOK_MAX_ATTEMPTS", WebhookConfig.max_attempts, minimum=1),
+            timeout_s=r.number("SOULPRINT_WEBHOOK_TIMEOUT", WebhookConfig.timeout_s, minimum=0.1),
+            poll_s=r.number("SOULPRINT_WEBHOOK_POLL_INTERVAL", WebhookConfig.poll_s, minimum=0.01),
+            public_url=(r.text("SOULPRINT_PUBLIC_URL") or "").rstrip("/") or None,
+        ),
         upload=UploadConfig(
             storage=r.text("SOULPRINT_STORAGE"),
             s3_endpoint_url=r.text("SOULPRINT_S3_ENDPOINT_URL"),
