@@ -29,6 +29,7 @@ from soulprint.services.db.llm import PostgresBatchStore, PostgresCache, Postgre
 from soulprint.services.db.search import Search
 from soulprint.services.db.query_view import QueryView
 from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
+from soulprint.services.db.resumable import Resumable
 from soulprint.services.db.soulprints import Soulprints
 
 
@@ -46,6 +47,7 @@ class Database:
         self.tokens = Tokens(pool)
         self.reader = Reader(pool)
         self.view = QueryView(pool)
+        self.resumable = Resumable(pool)  # resumable (tus) uploads
         self.notices = Notices(pool)
 
     @classmethod
