@@ -229,6 +229,10 @@ class Settings:
     reconcile_interval_s: float = 15.0
     stall_after_s: float = 120.0
     max_redrives: int = 5
+    # Containment: a transient error (Postgres connection lost, broker timeout, LLM overload) is retried
+    # in place this many times, with exponential back-off from the base, before the message is dead-lettered.
+    transient_retries: int = 3
+    transient_backoff_s: float = 0.5
     extraction_max_attempts: int = 3
     full_pass_deadline_s: float = 1800.0
     # A resumable (tus) upload not finished this long after its creation expires (410, its bytes removed).
@@ -300,6 +304,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_interval_s=r.number("SOULPRINT_RECONCILE_INTERVAL", d.reconcile_interval_s, minimum=0.1),
         stall_after_s=r.number("SOULPRINT_STALL_AFTER", d.stall_after_s, minimum=0.1),
         max_redrives=r.integer("SOULPRINT_MAX_REDRIVES", d.max_redrives),
+        transient_retries=r.integer("SOULPRINT_TRANSIENT_RETRIES", d.transient_retries),
+        transient_backoff_s=r.number("SOULPRINT_TRANSIENT_BACKOFF", d.transient_backoff_s),
         extraction_max_attempts=r.integer("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", d.extraction_max_attempts, minimum=1),
         full_pass_deadline_s=r.number("SOULPRINT_FULL_PASS_DEADLINE", d.full_pass_deadline_s, minimum=1.0),
         upload_expires_s=r.number("SOULPRINT_UPLOAD_EXPIRES_S", d.upload_expires_s, minimum=1.0),
