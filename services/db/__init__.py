@@ -31,6 +31,7 @@ from soulprint.services.db.query_view import QueryView
 from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
 from soulprint.services.db.resumable import Resumable
 from soulprint.services.db.soulprints import Soulprints
+from soulprint.services.db.uploads import Uploads
 
 
 class Database:
@@ -47,6 +48,7 @@ class Database:
         self.tokens = Tokens(pool)
         self.reader = Reader(pool)
         self.view = QueryView(pool)
+        self.uploads = Uploads(pool)  # uploaded exports' jobs: the duplicate check, status with revision
         self.resumable = Resumable(pool)  # resumable (tus) uploads
         self.notices = Notices(pool)
 
