@@ -128,6 +128,8 @@ class Job:
     embedding_error: str | None
     embedding_moved_at: datetime | None
     embedding_redrives: int
+    sha256: str | None  # an uploaded export's hash (None: imported from a path without storage)
+    export_bytes: int | None  # and its size
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -56,7 +56,7 @@ class Uploads:
             if fresh:
                 raise DuplicateImport(fresh[0])
             await conn.execute(
-                "INSERT INTO import_jobs (job_id, user_id, source_uri, sha256, bytes) VALUES ($1, $2, $3, $4, $5)"
+                "INSERT INTO import_jobs (job_id, user_id, source_uri, sha256, export_bytes) VALUES ($1, $2, $3, $4, $5)"
                 " ON CONFLICT (job_id) DO NOTHING",
                 job_id, user_id, source_uri, sha256, size,
             )

@@ -1,6 +1,6 @@
 -- Uploads (issue 10): what an uploaded export was, and a revision for every change of a job's row.
 --
--- sha256 and bytes: the stored export's hash and size, so the same export of
+-- sha256 and export_bytes: the stored export's hash and size, so the same export of
 -- the same person while a job of it is still running is refused (409) instead
 -- of imported twice. NULL for imports published without storage (the embedded
 -- `soulprint import` of a local path).
@@ -13,7 +13,7 @@
 
 ALTER TABLE import_jobs
     ADD COLUMN sha256 text,
-    ADD COLUMN bytes bigint,
+    ADD COLUMN export_bytes bigint,
     ADD COLUMN revision bigint NOT NULL DEFAULT 1;
 
 -- The duplicate check: a person's jobs of one export.
