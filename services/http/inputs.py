@@ -7,7 +7,10 @@ lying in it) is answered 413 without the server holding the rest in memory.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel
@@ -27,10 +30,45 @@ def bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+# The web app's session (services/http/web): the person's token itself, in an HTTP-only, SameSite=Strict
+# cookie. A browser sends a cookie with any request to us, even one a hostile page makes it send, so the
+# cookie counts for the API only on a same-origin request that also proves it was made by our own pages:
+# the header WEB_HEADER (a cross-origin page cannot set it without a CORS preflight, which we never grant)
+# or, where no header can be set (EventSource, a link), the CSRF token derived from the cookie.
+SESSION_COOKIE = "soulprint_session"
+WEB_HEADER = "x-soulprint-web"
+
+
+def csrf_token(session: str) -> str:
+    """The CSRF token of a session: derived from the cookie's value, so a page that cannot read the cookie
+    cannot compute it, and the server keeps no state for it."""
+    return hmac.new(session.encode("utf-8"), b"soulprint-web-csrf", hashlib.sha256).hexdigest()[:40]
+
+
+def same_origin(request: Request) -> bool:
+    """The browser says the request came from our own origin (or says nothing, as non-browser clients)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def session_token(request: Request) -> str | None:
+    """The session cookie's token, when the request may use it (see SESSION_COOKIE)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session or not same_origin(request):
+        return None
+    proof = request.headers.get("x-csrf-token") or request.query_params.get("csrf") or ""
+    if request.headers.get(WEB_HEADER) == "1" or hmac.compare_digest(proof.encode(), csrf_token(session).encode()):
+        return session
+    return None
+
+
 async def authenticate(request: Request, auth) -> Principal:
-    """The request's principal, from its bearer token; every route module authenticates through here
-    (401 without a token or with an unknown or revoked one)."""
-    token = bearer_token(request)
+    """The request's principal, from its bearer token or the web app's session cookie (session_token);
+    every route module authenticates through here (401 without a token or with an unknown or revoked one)."""
+    token = bearer_token(request) or session_token(request)
     if token is None:
         raise Unauthorized("an Authorization: Bearer <token> header is required")
     principal = await auth.authenticate(token)
