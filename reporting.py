@@ -47,6 +47,8 @@ def job_json(job: Job, extra: dict[str, Any] | None = None) -> dict[str, Any]:
             "tiers": job.embedding_tiers,
             "error": job.embedding_error,
         },
+        "dead_letters": {"open": job.dead_letters, "last_error": job.dead_letter_error,
+                         "blocked": job.dead_letters > 0},
         "stage": job.stage,
         "progress": round(float(job.progress), 1),
         "error": job.error,
@@ -225,6 +227,9 @@ def summary_text(job: Job, extra: dict[str, Any] | None = None) -> str:
             (f": {job.full_pass_error}" if job.full_pass_error else "")
         ),
     ]
+    if job.dead_letters:  # blocked until replayed (agents/containment.py)
+        lines.append(f"  blocked        {job.dead_letters} dead letter(s), last: {job.dead_letter_error};"
+                     " fix the cause, then `soulprint dlq replay --all`")
     lines.append("  embedding      " + job.embedding_status + (
         f": {job.embedded:,}/{job.embedding_total or 0:,} chunks ({job.embedding_model})"
         if job.embedding_status == EmbeddingStatus.COMPLETE else

@@ -26,6 +26,8 @@ from soulprint.services.auth import Authenticator
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
+from soulprint.services.imports import ImportService
+from soulprint.services.storage import Storage, build_storage
 from soulprint.services.query import QueryService
 from soulprint.topics import Topics
 from soulprint.topics.stages import Lane, stage
@@ -84,6 +86,7 @@ class Runtime:
     quick_llm: LLMClient  # the quick pass's own lane: never queued behind bulk requests
     embedder: Embedder  # the embedding stage's provider: its space is the current one
     auth: Authenticator  # bearer tokens to principals, for the query service's every entry point
+    storage: Storage | None = None  # uploaded exports, where ingest reads what ImportRequested.source_uri names
     parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
@@ -187,7 +190,7 @@ async def build_runtime(settings: Settings) -> Runtime:
                                                          settings.quick_llm_max_concurrency, name="quick-pass"))
     rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
                  embedder=build_configured_embedder(settings.embedding),
-                 auth=Authenticator(db.tokens, settings.service.admin_token))
+                 auth=Authenticator(db.tokens, settings.service.admin_token), storage=build_storage(settings))
     # The pipeline, in the order events flow through it; then the query service's view of it.
     for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view):
         stage.register(rt)
@@ -227,13 +230,43 @@ def build_api(rt: Runtime, query: QueryService | None) -> "Starlette":
 
     Imported here: only the serving commands load the web and MCP stacks."""
     from soulprint.services.http import imports, metrics, people, tus, web
-    from soulprint.services.http.app import build_app
-    from soulprint.services.http.context import ApiContext
     from soulprint.services.http.health import Health
     from soulprint.services.http.mcp import build_mcp
 
     health = Health(rt.settings, rt.db, rt.embedder, query.llm if query is not None else None)
-    ctx = ApiContext(settings=rt.settings, db=rt.db, auth=rt.auth, health=health, query=query)
-    extra = [route for module in (imports, tus, people, metrics, web) for route in module.routes(ctx)]
-    return build_app(query, rt.auth, rt.settings.service, build_mcp(query, rt.auth) if query is not None else None,
-                     health=health, extra=extra)
+    ctx = api_context(rt.settings, rt.db, rt.auth, health, rt.storage, query)
+    return http_app(ctx, (imports, tus, people, metrics, web), build_mcp(query, rt.auth) if query is not None else None)
+
+
+def api_context(settings: Settings, db: Database, auth: Authenticator, health, storage: Storage,
+                query: QueryService | None):
+    """What the route modules are built from (services/http/context.py), for `serve` and the upload service."""
+    from soulprint.services.http.context import ApiContext
+
+    return ApiContext(settings=settings, db=db, auth=auth, health=health, query=query,
+                      imports=ImportService(settings, db, storage))
+
+
+def http_app(ctx, modules, mcp=None) -> "Starlette":
+    """The one ASGI app over ``ctx``: the query routes (when ``ctx.query``), each module's routes, MCP."""
+    from soulprint.services.http.app import build_app
+
+    extra = [route for module in modules for route in module.routes(ctx)]
+    return build_app(ctx.query, ctx.auth, ctx.settings.service, mcp, health=ctx.health, extra=extra,
+                     resources=[ctx.imports])
+
+
+@contextlib.asynccontextmanager
+async def upload_service_api(settings: Settings) -> AsyncIterator["Starlette"]:
+    """The upload service alone (`soulprint upload-service`): /health, the upload and resumable-upload
+    routes over a pool of its own; no workers, no embedder, no LLM. It publishes to the settings' broker."""
+    from soulprint.services.http import imports, tus
+    from soulprint.services.http.health import Health
+
+    db = await Database.connect(settings.database_url)
+    try:
+        ctx = api_context(settings, db, Authenticator(db.tokens, settings.service.admin_token),
+                          Health(settings, db, None, None), build_storage(settings), None)
+        yield http_app(ctx, (imports, tus))
+    finally:
+        await db.close()

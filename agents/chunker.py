@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from soulprint.agents.containment import contained
+from soulprint.agents.containment import contained, sources
 from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.chunking import chunk_conversation, iter_chunks
@@ -41,9 +41,10 @@ def register(rt) -> None:
 
     @app.agent(conversations, name="soulprint.chunker")
     async def chunker(stream):
-        async for batch in stream.take(settings.batch_size, within=settings.batch_window_s):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
             await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here
-            await chunk_batch(rt, batch)
+            with sources(events) as batch:  # containment finds each event's original record
+                await chunk_batch(rt, batch)
 
 
 async def chunk_batch(rt, batch: list) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.containment import contained
 from soulprint.agents.flow import emit
 from soulprint.domain.consolidation import (
     consolidate,
@@ -37,7 +37,7 @@ def register(rt) -> None:
     async def consolidation(stream):
         async for event in stream:
             if isinstance(event, FactsExtracted):
-                await contained_full_pass(rt, "consolidation", event, lambda: consolidate_job(rt, event))
+                await contained(rt, "consolidation", event, lambda: consolidate_job(rt, event))
 
 
 async def statement_vectors(embedder, facts: Sequence[Fact]) -> tuple[dict[str, list[float]] | None, float | None]:

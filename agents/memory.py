@@ -7,7 +7,7 @@ with the job and the user, and publish it.
 
 from __future__ import annotations
 
-from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.containment import contained
 from soulprint.agents.flow import emit
 from soulprint.domain.memory_doc import memory_from_result, memory_request
 from soulprint.models.events import FactsConsolidated
@@ -21,7 +21,7 @@ def register(rt) -> None:
     async def memory(stream):
         async for event in stream:
             if isinstance(event, FactsConsolidated):
-                await contained_full_pass(rt, "memory", event, lambda: write_memory(rt, event))
+                await contained(rt, "memory", event, lambda: write_memory(rt, event))
 
 
 async def write_memory(rt, event: FactsConsolidated) -> None:

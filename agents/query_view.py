@@ -11,13 +11,9 @@ a job's reason to fail.
 
 from __future__ import annotations
 
-import logging
-
-from soulprint.agents.containment import dead_letter
+from soulprint.agents.containment import contained
 from soulprint.models.events import MemoryWritten, SectionsPublished
 from soulprint.topics.stages import Lane
-
-log = logging.getLogger("soulprint.agents.query_view")
 
 
 def register(rt) -> None:
@@ -30,11 +26,7 @@ def register(rt) -> None:
     @lane.app.agent(published, name="soulprint.query_view")
     async def query_view(stream):
         async for event in stream:
-            try:
-                await apply(rt.db.view, event)
-            except Exception as exc:  # noqa: BLE001 - never escape the agent loop (#315)
-                log.exception("query view: could not apply %s", type(event).__name__)
-                await dead_letter(rt, "query_view", event, exc)
+            await contained(rt, "query_view", event, lambda: apply(rt.db.view, event))
 
 
 async def apply(view, event) -> None:

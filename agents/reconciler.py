@@ -76,7 +76,7 @@ async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> tuple[in
     if job.status == JobStatus.COMPLETE and job.quick_status in (QuickStatus.PENDING, QuickStatus.RUNNING):
         events += (await jobs.redrive_quick(job)).emit
         handled += 1
-    if job.full_pass_status == FullPassStatus.PROCESSING:
+    if job.full_pass_status == FullPassStatus.PROCESSING and not job.dead_letters:  # blocked: see Jobs.stalled
         events += await _reconcile_full_pass(rt, job, full_pass_age_s or 0.0)
         handled += 1
     if job.status == JobStatus.COMPLETE and job.embedding_status in (EmbeddingStatus.PENDING,

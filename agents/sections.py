@@ -8,7 +8,7 @@ version 1 in place and the reason on the job.
 
 from __future__ import annotations
 
-from soulprint.agents.containment import contained_full_pass
+from soulprint.agents.containment import contained
 from soulprint.agents.flow import emit
 from soulprint.domain.memory_doc import sections_v2_from_result, sections_v2_request
 from soulprint.domain.sampling import SampledConversation
@@ -24,7 +24,7 @@ def register(rt) -> None:
     async def sections_v2(stream):
         async for event in stream:
             if isinstance(event, MemoryWritten):
-                await contained_full_pass(rt, "sections", event, lambda: rewrite_sections(rt, event))
+                await contained(rt, "sections", event, lambda: rewrite_sections(rt, event))
 
 
 async def rewrite_sections(rt, event: MemoryWritten) -> None:

@@ -172,22 +172,6 @@ class ConversationChunked(Event, namespace="soulprint.ConversationChunked"):
     chunks: List[ChunkRef] = []
 
 
-# -- dead letters ----------------------------------------------------------
-
-
-class DeadLetter(Event, namespace="soulprint.DeadLetter"):
-    """A message a stage could not process; kept for inspection and replay."""
-
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-    key: Optional[str] = None
-    job_id: Optional[str] = None
-    error: str = ""
-    payload_preview: str = ""
-    failed_at: float = 0.0
-
-
 def now() -> float:
     return time.time()
 

@@ -130,6 +130,8 @@ class Job:
     embedding_redrives: int
     sha256: str | None  # an uploaded export's hash (None: imported from a path without storage)
     export_bytes: int | None  # and its size
+    dead_letters: int  # messages of this job on the dead-letter topic, not yet replayed: the job is blocked
+    dead_letter_error: str | None  # the last one's stage and reason
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Job":

@@ -121,6 +121,8 @@ class LLMRequest:
     # reads this, never the prompt text, so prompts can change freely.
     payload: dict[str, Any] = field(default_factory=dict)
     job_id: str | None = None
+    # Whose data the request carries when it has no job (an answer): its cached answer is theirs to erase.
+    user_id: str | None = None
     stage: str = ""
     cache_system: bool = True
     prompt_version: int = 0  # PromptSpec.version: part of the response-cache key

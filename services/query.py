@@ -91,6 +91,7 @@ class QueryService:
                                                     expand_tokens=budget)
         passages = select_passages(result.hits, budget)
         request = answer_request(view.sections, view.memory_md, passages, recent_turns(history), message)
+        request.user_id = user_id  # the cached answer is made of this person's data (erasure finds it)
         reply = await self.llm.complete(request)
         if not reply.ok or reply.answer is None:
             raise Unavailable(one_line(f"the answer provider ({reply.provider or 'llm'}) failed: {reply.error}", 300))

@@ -100,10 +100,12 @@ SECTIONS = TopicSpec(
 
 DEAD_LETTERS = TopicSpec(
     "deadletter",
-    events.DeadLetter,
-    key="source topic",
-    why="Poison messages set aside for inspection and replay; never consumed automatically.",
+    events.Event,
+    key="the source record's own key (its value and headers are the source record's too)",
+    why=("Poison messages set aside, byte for byte, with __connect.errors.* headers naming their source and "
+         "reason (services/deadletters.py); never consumed automatically, replayed by `soulprint dlq replay`."),
     partitions=1,
+    polymorphic=True,  # any event of any topic
 )
 
 ALL = (IMPORTS, CONVERSATIONS, CHUNKS, FACTS, CONSOLIDATED, MEMORY, QUICK, SECTIONS, DEAD_LETTERS)

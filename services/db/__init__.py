@@ -22,6 +22,7 @@ import asyncpg
 from soulprint.services.db.access import Reader, Tokens
 from soulprint.services.db.chunks import Chunks, ChunkWrite
 from soulprint.services.db.embeddings import Embeddings
+from soulprint.services.db.erasure import Erasures
 from soulprint.services.db.facts import Facts
 from soulprint.services.db.jobs import Jobs, Moved
 from soulprint.services.db.notices import Notices
@@ -48,6 +49,7 @@ class Database:
         self.tokens = Tokens(pool)
         self.reader = Reader(pool)
         self.view = QueryView(pool)
+        self.erasure = Erasures(pool)  # deleting a person, and the ledger every stage checks
         self.uploads = Uploads(pool)  # uploaded exports' jobs: the duplicate check, status with revision
         self.resumable = Resumable(pool)  # resumable (tus) uploads
         self.notices = Notices(pool)

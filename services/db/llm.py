@@ -20,24 +20,47 @@ from soulprint.services.llm.batch_store import RESUME_DAYS
 
 class PostgresCache:
     """``llm_cache``. The JSON goes over the wire as text and is cast in SQL, and is read back
-    as ``response::text``: that works whether or not the pool registered a jsonb codec."""
+    as ``response::text``: that works whether or not the pool registered a jsonb codec.
+
+    An entry is linked to the person whose request made or reused it (``llm_cache_people``: the
+    request's ``user_id``, else its job's person), so erasing the person deletes it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchval("SELECT response::text FROM llm_cache WHERE key = $1", key)
+    async def get(self, key: str, *, user_id: str | None = None, job_id: str | None = None) -> dict[str, Any] | None:
+        row = await self.pool.fetchval(
+            f"""
+            WITH hit AS (SELECT key, response FROM llm_cache WHERE key = $1), {_OWNER},
+            link AS (INSERT INTO llm_cache_people (key, user_id)
+                     SELECT hit.key, owner.user_id FROM hit, owner WHERE owner.user_id IS NOT NULL
+                     ON CONFLICT DO NOTHING)
+            SELECT response::text FROM hit
+            """,
+            key, user_id, job_id,
+        )
         return orjson.loads(row) if row is not None else None
 
-    async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None:
+    async def put(self, key: str, provider: str, model: str, response: dict[str, Any], *,
+                  user_id: str | None = None, job_id: str | None = None) -> None:
         await self.pool.execute(
-            """
-            INSERT INTO llm_cache (key, provider, model, response)
-            VALUES ($1, $2, $3, $4::text::jsonb)
-            ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response, created_at = now()
+            f"""
+            WITH {_OWNER}, put AS (
+                INSERT INTO llm_cache (key, provider, model, response)
+                VALUES ($1, $4, $5, $6::text::jsonb)
+                ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response, created_at = now()
+            )
+            INSERT INTO llm_cache_people (key, user_id) SELECT $1, owner.user_id FROM owner
+             WHERE owner.user_id IS NOT NULL
+            ON CONFLICT DO NOTHING
             """,
-            key, provider, model, orjson.dumps(response).decode(),
+            key, user_id, job_id, provider, model, orjson.dumps(response).decode(),
         )
+
+
+# The person a cache entry is linked to: the request's own ($2), else its job's ($3).
+_OWNER = ("owner AS (SELECT coalesce($2::text, (SELECT user_id FROM import_jobs WHERE job_id = $3::text))"
+          " AS user_id)")
 
 
 class PostgresUsageSink:

@@ -8,7 +8,7 @@ this app's lifespan, so it starts and stops with the server.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, AsyncContextManager, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 
 def build_app(query: "QueryService | None", auth: "Authenticator", config: "ServiceConfig",
               mcp: "McpMount | None" = None, *, health: Health, extra: Sequence[BaseRoute] = (),
-              middleware: Sequence[Middleware] = ()) -> Starlette:
+              middleware: Sequence[Middleware] = (), resources: Sequence[AsyncContextManager] = ()) -> Starlette:
     """``extra``: the other route modules' routes (uploads, people, metrics, the web app); ``query`` None
-    leaves the query service's routes out (the upload service alone)."""
+    leaves the query service's routes out (the upload service alone). ``resources``: what the routes hold
+    open for the app's life (the import publisher), entered at startup and closed at shutdown."""
     r = Routes(query, auth, config, health)
     query_routes = [
         Route("/health", r.health, methods=["GET"]),
@@ -49,7 +50,11 @@ def build_app(query: "QueryService | None", auth: "Authenticator", config: "Serv
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        async with mcp.lifespan() if mcp is not None else contextlib.nullcontext():
+        async with contextlib.AsyncExitStack() as held:
+            if mcp is not None:
+                await held.enter_async_context(mcp.lifespan())
+            for resource in resources:
+                await held.enter_async_context(resource)
             yield
 
     return Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan,

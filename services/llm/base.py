@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkabl
 from soulprint.models.llm import ERROR_KINDS, LLMRequest, LLMResult, PromptSpec, Usage  # noqa: F401 - re-exported
 from soulprint.models.text import one_line
 
+from .accounting import observe
 from .cache import cache_key
 from .config import LLMConfig, ModelPrice, default_prices  # noqa: F401 - re-exported
 from .ratelimit import AdaptiveLimiter, shared_limiter
@@ -73,9 +74,13 @@ class UsageSink(Protocol):
 
 @runtime_checkable
 class ResponseCache(Protocol):
-    async def get(self, key: str) -> dict[str, Any] | None: ...
+    """``user_id`` / ``job_id``: whose request reads or writes the entry (erasure deletes a person's)."""
 
-    async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None: ...
+    async def get(self, key: str, *, user_id: str | None = None, job_id: str | None = None
+                  ) -> dict[str, Any] | None: ...
+
+    async def put(self, key: str, provider: str, model: str, response: dict[str, Any], *,
+                  user_id: str | None = None, job_id: str | None = None) -> None: ...
 
 
 # --------------------------------------------------------------------------- shared remote engine
@@ -178,6 +183,7 @@ class RemoteLLMClient(LLMClient):
             result = LLMResult(ok=False, error=one_line(f"{type(exc).__name__}: {exc}", ERROR_CHARS),
                                error_kind="api", provider=self.provider, model=model)
         await self._account(req, result)
+        observe(req.task, result)
         return result
 
     async def _complete(self, model: str, req: LLMRequest) -> LLMResult:
@@ -201,7 +207,7 @@ class RemoteLLMClient(LLMClient):
     async def _cached(self, key: str, model: str, req: LLMRequest) -> LLMResult | None:
         if self.cache is None:
             return None
-        hit = await self._cache_get(key)
+        hit = await self._cache_get(key, req)
         if hit is None:
             return None
         answer, errors = req.check(hit.get("data"))
@@ -220,7 +226,7 @@ class RemoteLLMClient(LLMClient):
             text = _text_of(resp)
             result = LLMResult(ok=True, text=text, usage=usage, provider=self.provider, model=model,
                                attempts=attempts)
-            await self._cache_put(key, model, result)
+            await self._cache_put(key, model, result, req)
             return result
 
         data, answer, problem = _extract_tool_input(resp, req)
@@ -248,7 +254,7 @@ class RemoteLLMClient(LLMClient):
         # snapshot id): accounting rows and cache entries stay keyed alike.
         result = LLMResult(ok=True, data=data, text=_text_of(resp), usage=usage, provider=self.provider,
                            model=model, attempts=attempts, answer=answer)
-        await self._cache_put(key, model, result)
+        await self._cache_put(key, model, result, req)
         return result
 
     def _fail(self, model: str, kind: str, err: Exception, usage: Usage, attempts: int) -> LLMResult:
@@ -309,20 +315,21 @@ class RemoteLLMClient(LLMClient):
 
     # -- cache / accounting (failures here are logged, never raised)
 
-    async def _cache_get(self, key: str) -> dict[str, Any] | None:
+    async def _cache_get(self, key: str, req: LLMRequest) -> dict[str, Any] | None:
         assert self.cache is not None
         try:
-            return await self.cache.get(key)
+            return await self.cache.get(key, user_id=req.user_id, job_id=req.job_id)
         except Exception:
             log.exception("llm cache get failed")
             return None
 
-    async def _cache_put(self, key: str, model: str, result: LLMResult) -> None:
+    async def _cache_put(self, key: str, model: str, result: LLMResult, req: LLMRequest) -> None:
         if self.cache is None:
             return
         try:
             await self.cache.put(key, self.provider, model,
-                                 {"data": result.data, "text": result.text, "model": result.model})
+                                 {"data": result.data, "text": result.text, "model": result.model},
+                                 user_id=req.user_id, job_id=req.job_id)
         except Exception:
             log.exception("llm cache put failed")
 

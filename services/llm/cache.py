@@ -48,7 +48,7 @@ class MemoryCache:
         self.hits = 0
         self.misses = 0
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str, **owner: Any) -> dict[str, Any] | None:
         v = self._data.get(key)
         if v is None:
             self.misses += 1
@@ -57,7 +57,7 @@ class MemoryCache:
         self.hits += 1
         return orjson.loads(orjson.dumps(v))  # a copy: callers may mutate their result
 
-    async def put(self, key: str, provider: str, model: str, response: dict[str, Any]) -> None:
+    async def put(self, key: str, provider: str, model: str, response: dict[str, Any], **owner: Any) -> None:
         self._data[key] = orjson.loads(orjson.dumps(response))
         self._data.move_to_end(key)
         while len(self._data) > self.max_entries:
