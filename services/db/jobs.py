@@ -233,15 +233,19 @@ class Jobs:
         return await self.pool.fetchval("SELECT current_job_id FROM people WHERE user_id = $1", user_id)
 
     async def stalled(self, stall_s: float) -> list[tuple[Job, float | None]]:
-        """Open work whose row has not moved for ``stall_s`` seconds, with the full pass's age."""
+        """Open work whose row has not moved for ``stall_s`` seconds, with the full pass's age. A job
+        with dead letters not yet replayed is blocked, not stalled: its import and full pass wait for
+        `soulprint dlq replay` (a re-drive would only dead-letter the same message again)."""
         rows = await self.pool.fetch(
             """
             SELECT *, extract(epoch from now() - full_pass_started_at) AS full_pass_age_s
               FROM import_jobs
-             WHERE (status IN ('queued', 'parsing', 'chunking') AND updated_at < now() - make_interval(secs => $1))
+             WHERE (status IN ('queued', 'parsing', 'chunking') AND dead_letters = 0
+                    AND updated_at < now() - make_interval(secs => $1))
                 OR (status = 'complete' AND quick_status IN ('pending', 'running')
                     AND updated_at < now() - make_interval(secs => $1))
-                OR (full_pass_status = 'processing' AND full_pass_moved_at < now() - make_interval(secs => $1))
+                OR (full_pass_status = 'processing' AND dead_letters = 0
+                    AND full_pass_moved_at < now() - make_interval(secs => $1))
                 OR (status = 'complete' AND embedding_status IN ('pending', 'processing')
                     AND coalesce(embedding_moved_at, finished_at) < now() - make_interval(secs => $1))
              ORDER BY created_at
