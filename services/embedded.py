@@ -320,12 +320,25 @@ class EmbeddedPostgres:
 
 
 
+BROKER_FILE = "broker.address"  # the embedded broker's address, while the process that runs it lives
+
+
+def recorded_broker(data_dir: Path) -> str | None:
+    """The address of the embedded broker another soulprint process runs on this data directory
+    (only read by a process that found the data directory's lock held, so its writer is alive)."""
+    try:
+        return (data_dir / BROKER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 class Stack:
     """Whatever infrastructure the settings leave unset, started here and stopped at exit.
 
-    ``start(share=True)`` (short reads: status, export) attaches to the
-    Postgres of another soulprint process on the same data directory instead
-    of refusing.
+    ``start(share=True)`` (short reads: status, export; and the operator's
+    dlq, replay and reprocess) attaches to the Postgres of another soulprint
+    process on the same data directory instead of refusing, and to its
+    embedded broker through the address that process recorded.
     """
 
     def __init__(self, settings) -> None:
@@ -345,7 +358,7 @@ class Stack:
                     if not (share and database_url is None):
                         raise self.lock.busy_error()
                     self.lock = None
-                    return s.with_infrastructure(kafka_bootstrap=bootstrap,
+                    return s.with_infrastructure(kafka_bootstrap=bootstrap or recorded_broker(data_dir),
                                                  database_url=EmbeddedPostgres(data_dir).attach())
             if database_url is None:
                 self.postgres = EmbeddedPostgres(data_dir)
@@ -353,6 +366,8 @@ class Stack:
             if bootstrap is None and need_kafka:
                 self.kafka = EmbeddedKafka()
                 bootstrap = self.kafka.start()
+                # For commands that attach (share=True): `soulprint dlq`, `replay`, `reprocess`.
+                (data_dir / BROKER_FILE).write_text(bootstrap + "\n")
         except BaseException:
             self.stop()
             raise
@@ -372,6 +387,7 @@ class Stack:
     def stop(self) -> None:
         # Broker first: nothing should still be writing when Postgres goes down.
         if self.kafka:
+            (Path(self.settings.data_dir) / BROKER_FILE).unlink(missing_ok=True)
             self.kafka.stop()
         if self.postgres:
             self.postgres.stop()
