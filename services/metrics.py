@@ -29,15 +29,16 @@ class Metrics:
         self.time_to_complete = Histogram("soulprint_time_to_complete_seconds", "From the import's request to "
                                           "its full soulprint (or its end).", buckets=_JOB_BUCKETS, registry=r)
         self.llm_requests = Counter("soulprint_llm_requests", "LLM requests, by model, task and outcome "
-                                    "(ok, cached, error).", ["model", "task", "outcome"], registry=r)
+                                    "(paid, cached: served by the response cache, offline, error).",
+                                    ["model", "task", "outcome"], registry=r)
         self.llm_tokens = Counter("soulprint_llm_tokens", "LLM tokens, by model and kind (input, output, "
                                   "cache_read, cache_write).", ["model", "kind"], registry=r)
         self.llm_cost = Counter("soulprint_llm_cost_dollars", "Estimated LLM cost in US dollars, by model.",
                                 ["model"], registry=r)
         self.llm_errors = Counter("soulprint_llm_errors", "LLM errors, by model and error class.",
                                   ["model", "error"], registry=r)
-        self.embedded_texts = Counter("soulprint_embedded_texts", "Texts embedded, by model.", ["model"],
-                                      registry=r)
+        self.embedded_texts = Counter("soulprint_embedded_texts", "Texts embedded, by model and kind "
+                                      "(document, query).", ["model", "kind"], registry=r)
         self.embedding_seconds = Histogram("soulprint_embedding_batch_seconds", "Time one embedding batch took, "
                                            "by model.", ["model"], buckets=_STAGE_BUCKETS, registry=r)
         self.dead_letters = Counter("soulprint_dead_letters", "Messages sent to the dead-letter topic, by stage "
@@ -50,6 +51,9 @@ class Metrics:
                                           "(ok, retry, gone, dead_letter).", ["outcome"], registry=r)
         self.http_requests = Counter("soulprint_http_requests", "HTTP requests, by route template and status.",
                                      ["route", "status"], registry=r)
+        self.scrape_errors = Counter("soulprint_metrics_scrape_errors", "Scrapes that left a reading out, by "
+                                     "source (consumer_lag: the broker did not answer in time).", ["source"],
+                                     registry=r)
         self.http_duration = Histogram("soulprint_http_request_duration_seconds", "HTTP request time, by route "
                                        "template.", ["route"], buckets=_STAGE_BUCKETS, registry=r)
 

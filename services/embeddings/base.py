@@ -9,10 +9,12 @@ model) do their work off the event loop.
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 from soulprint.models.embedding import EMBED_KINDS, EmbeddingBatch, EmbeddingSpace, EmbedKind
+from soulprint.services.metrics import METRICS
 
 
 class EmbeddingError(Exception):
@@ -30,9 +32,13 @@ class Embedder(ABC):
             raise ValueError(f"{self.space.provider}: {len(texts)} texts, at most {self.max_batch} a call")
         if not texts:
             return []
+        started = time.perf_counter()
         vectors = await self._embed(list(texts), kind)
         if len(vectors) != len(texts):
             raise EmbeddingError(f"{self.space.provider}: {len(vectors)} vectors for {len(texts)} texts")
+        # Throughput: rate(soulprint_embedded_texts_total) and the batch time, by embedding space.
+        METRICS.embedding_seconds.labels(self.space.space_id).observe(time.perf_counter() - started)
+        METRICS.embedded_texts.labels(self.space.space_id, kind).inc(len(texts))
         return EmbeddingBatch(self.space, kind, vectors).vectors
 
     async def embed_all(self, texts: Sequence[str], kind: EmbedKind) -> list[list[float]]:

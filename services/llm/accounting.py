@@ -12,7 +12,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from .base import Usage
+from soulprint.models.llm import LLMResult, Usage
+from soulprint.services.metrics import METRICS
 
 USAGE_FIELDS = ("requests", "cache_hits", "throttled", "input_tokens", "output_tokens",
             "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd")
@@ -53,3 +54,28 @@ def summarise(job_id: str, items: list[tuple[str, str, str, Usage]]) -> dict[str
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     d["cost_usd"] = round(d["cost_usd"], 8)
     return d
+
+
+def outcome(result: LLMResult) -> str:
+    """paid (an answer from the provider), cached (from our response cache), offline, or error."""
+    if not result.ok:
+        return "error"
+    return "cached" if result.cached else "offline" if result.offline else "paid"
+
+
+def observe(task: str, result: LLMResult) -> None:
+    """Count one complete() result in the process's metrics: the request by model, task and outcome, what
+    it cost (tokens, dollars: repair calls included), and its error class. Called once per result, by the
+    client that made it; no label names a job or a person."""
+    model = result.model or "unknown"
+    kind = outcome(result)
+    METRICS.llm_requests.labels(model, task, kind).inc()
+    if kind == "error":
+        METRICS.llm_errors.labels(model, result.error_kind or "api").inc()
+    u = result.usage
+    for name, tokens in (("input", u.input_tokens), ("output", u.output_tokens),
+                         ("cache_read", u.cache_read_input_tokens), ("cache_write", u.cache_creation_input_tokens)):
+        if tokens:
+            METRICS.llm_tokens.labels(model, name).inc(tokens)
+    if u.cost_usd:
+        METRICS.llm_cost.labels(model).inc(u.cost_usd)

@@ -35,6 +35,7 @@ import orjson
 from soulprint.models.llm import LLMRequest, LLMResult, Usage
 from soulprint.models.text import one_line
 
+from .accounting import observe
 from .anthropic_errors import transport_error
 from .base import ERROR_CHARS, TransportError
 
@@ -93,6 +94,7 @@ async def complete_as_batch(client: "AnthropicClient", requests: list[LLMRequest
     for key, entry in entries.items():
         first, *copies = entry.indices
         out[first] = results[key]
+        observe(entry.req.task, results[key])  # once per distinct request, as it was paid
         for i in copies:  # an identical request: same answer, paid once
             out[i] = replace(results[key], usage=Usage())
     return out

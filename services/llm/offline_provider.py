@@ -27,6 +27,7 @@ from soulprint.models.facts import ConsolidatedFact
 from soulprint.models.llm import LLMRequest, LLMResult, Usage
 from soulprint.models.text import one_line
 
+from .accounting import observe
 from .base import ERROR_CHARS, LLMClient, UsageSink
 
 OFFLINE_MODEL = "offline-rules-v1"
@@ -61,6 +62,7 @@ class OfflineClient(LLMClient):
                 await self.sink.record(req.job_id, req.stage or req.task, self.provider, OFFLINE_MODEL, result.usage)
             except Exception:  # pragma: no cover - accounting must not fail the call
                 pass
+        observe(req.task, result)
         return result
 
     def _run(self, req: LLMRequest) -> LLMResult:
