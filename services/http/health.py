@@ -1,4 +1,6 @@
-"""GET /health: is the service able to answer, and with what (no token needed, nothing personal in it)."""
+"""GET /health: is the service able to answer, and with what (no token needed, nothing personal in it).
+
+The upload service alone has neither an embedder nor an LLM: those fields are None then."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from soulprint.settings import Settings
 class Health:
     settings: Settings  # where the broker is
     db: Database
-    embedder: Embedder  # the current embedding space: the one searches use
-    llm: LLMClient  # the answers' provider
+    embedder: Embedder | None  # the current embedding space: the one searches use
+    llm: LLMClient | None  # the answers' provider
 
     async def check(self) -> dict:
         """``status`` is "ok" when the database and the broker both answer, else "degraded"."""
@@ -27,7 +29,7 @@ class Health:
             "status": "ok" if database and broker else "degraded",
             "database": database,
             "broker": broker,
-            "embedding": self.embedder.space.space_id,
-            "llm": self.llm.provider,
-            "offline": self.llm.offline,
+            "embedding": self.embedder.space.space_id if self.embedder is not None else None,
+            "llm": self.llm.provider if self.llm is not None else None,
+            "offline": self.llm.offline if self.llm is not None else None,
         }
