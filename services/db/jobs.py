@@ -42,6 +42,7 @@ from soulprint.models.text import one_line
 from soulprint.services.db import chunks, embeddings, facts, query_view, soulprints
 from soulprint.services.db.chunks import ChunkWrite, tier_counts
 from soulprint.services.db.pool import ts
+from soulprint.services.metrics import METRICS
 
 PERSON_LOCK = 0x5017  # advisory lock class: (PERSON_LOCK, hashtext(user_id))
 
@@ -482,6 +483,8 @@ class Jobs:
                 user_id, job_id,
             )
             job = Job.from_row(row) if row else await self._get(conn, job_id)
+        if row and job.full_pass_status == FullPassStatus.SKIPPED:  # a small export: v1 is its soulprint
+            METRICS.time_to_complete.observe((job.full_pass_finished_at - job.created_at).total_seconds())
         if job.full_pass_status != FullPassStatus.PROCESSING:
             return Moved(job)
         if job.full_pass_deferred:  # the facts agent saw chunks before the size was known
@@ -515,10 +518,12 @@ class Jobs:
                        coalesce(stage_times->'quick_pass', '{}'::jsonb)
                        || jsonb_build_object('finished', extract(epoch from now())))
              WHERE job_id = $1 AND quick_status = 'running'
-            RETURNING job_id
+            RETURNING extract(epoch from now() - created_at)::float8 AS waited
             """,
             job_id,
         )
+        if row is not None:  # the one caller that moved it: observed once (created_at: the request)
+            METRICS.time_to_quick_ready.observe(row["waited"])
         return row is not None
 
     async def quick_failed(self, job_id: str, reason: str) -> None:
@@ -661,10 +666,12 @@ class Jobs:
                SET full_pass_status = 'complete', full_pass_stage = 'done', full_pass_finished_at = now(),
                    full_pass_moved_at = now(), updated_at = now()
              WHERE job_id = $1 AND full_pass_status = 'processing' AND full_pass_stage = 'sections'
-            RETURNING job_id
+            RETURNING extract(epoch from now() - created_at)::float8 AS waited
             """,
             job_id,
         )
+        if row is not None:
+            METRICS.time_to_complete.observe(row["waited"])
         return row is not None
 
     async def fail_full_pass(self, job_id: str, reason: str) -> bool:
