@@ -40,17 +40,19 @@ async def ingest_export(rt, event: ImportRequested) -> None:
     if not await jobs.claim_ingest(event.job_id, rt.worker_id, rt.settings.stale_claim_s):
         return  # a redelivery, or another worker has it
 
-    reader = ExportReader(event.source_uri, limits=rt.settings.parse_limits)
-    sampler = ConversationSampler()
+    # From storage (an upload: a temporary download for a bucket), or the file:// path `soulprint import` gave.
+    async with rt.storage.local_copy(event.source_uri) as path:
+        reader = ExportReader(path, limits=rt.settings.parse_limits)
+        sampler = ConversationSampler()
 
-    def parse_and_sample():  # runs in the parser's thread: the sampler is its alone
-        for conv in reader:
-            sampler.add(conv)
-            yield conv
-            del conv  # not held while the next one is parsed
+        def parse_and_sample():  # runs in the parser's thread: the sampler is its alone
+            for conv in reader:
+                sampler.add(conv)
+                yield conv
+                del conv  # not held while the next one is parsed
 
-    with rt.parsing:
-        await emit_conversations(rt, event, reader, parse_and_sample())
+        with rt.parsing:
+            await emit_conversations(rt, event, reader, parse_and_sample())
     await finish_export(rt, event, reader, sampler)
 
 
