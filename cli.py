@@ -306,10 +306,13 @@ async def _import(settings, uri: str, args, stack) -> dict:
             # Join the consumer group first: the upload then meets a ready
             # worker, as it would in a deployment with workers running.
             await runtime.start()
-        # Reach the broker before writing the job: an unreachable one leaves no queued job behind.
-        async with ImportPublisher(settings) as publisher:
-            await db.jobs.create(job_id, args.user, uri)
-            await publisher.publish(event)
+        if in_process_worker:
+            # Reach the broker before writing the job: an unreachable one leaves no queued job behind.
+            async with ImportPublisher(settings) as publisher:
+                await db.jobs.create(job_id, args.user, uri)
+                await publisher.publish(event)
+        else:
+            await _store_and_submit(settings, db, uri, job_id, args.user)
         if args.no_wait:
             return await db.jobs.get(job_id), {}
         view = ProgressView(enabled=None if not args.json else sys.stderr.isatty())
@@ -327,6 +330,29 @@ async def _import(settings, uri: str, args, stack) -> dict:
             await stop_runtime(runtime)
         if db is not None:
             await db.close()
+
+
+async def _store_and_submit(settings, db, uri: str, job_id: str, user: str) -> None:
+    """External infrastructure: the workers may run on other machines, so the export goes into storage
+    first and the event names it there, the upload service's path (services/imports.py)."""
+    from urllib.parse import unquote, urlparse
+
+    from soulprint.services.imports import DuplicateImport, ImportService
+    from soulprint.services.storage import NotAnExport, StorageError, build_storage
+
+    path = Path(unquote(urlparse(uri).path))
+    if path.is_dir():
+        raise CliError(f"{path} is a folder: with SOULPRINT_KAFKA_BOOTSTRAP the export is stored for the "
+                       "workers as one file; import the .zip (or its conversations.json) instead")
+    storage = build_storage(settings)
+    try:
+        async with ImportService(settings, db, storage) as imports:
+            await imports.submit_stored(user, await storage.save_file(user, f"{job_id}/export", path),
+                                        way="cli", job_id=job_id)
+    except NotAnExport as exc:
+        raise CliError(f"{path}: {exc}") from None
+    except (DuplicateImport, StorageError) as exc:
+        raise CliError(str(exc)) from None
 
 
 async def _view_caught_up(db, user_id: str, settings, poll_s: float = 0.1) -> None:
@@ -572,12 +598,13 @@ def cmd_serve(args, settings: Settings) -> int:
     return 0
 
 
-async def _serve(settings: Settings, sock, stack) -> None:
+async def _serve(settings: Settings, sock, stack, run=None) -> None:
+    """Run ``run`` (default: the whole service) until SIGINT or SIGTERM, then let its cleanup finish."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = asyncio.create_task(_run_service(settings, sock, stack))
+    service = asyncio.create_task((run or _run_service)(settings, sock, stack))
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({service, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -724,7 +751,43 @@ def cmd_worker(args, settings: Settings) -> int:
 
 
 def cmd_upload_service(args, settings: Settings) -> int:
-    raise CliError("upload-service: not built yet")
+    """/health and the upload routes alone (no workers, no query service), publishing to an external broker,
+    until SIGINT or SIGTERM; a broker lost for SOULPRINT_BROKER_TIMEOUT ends it non-zero, as for a worker."""
+    from soulprint.services.embedded import Stack
+    from soulprint.services.http.server import ServerError, bind
+
+    if settings.embedded_kafka:
+        raise CliError("`soulprint upload-service` needs SOULPRINT_KAFKA_BOOTSTRAP (an embedded broker has no "
+                       "workers but this process's: use `soulprint serve`, which takes uploads too)")
+    host = args.host or settings.service.host
+    port = settings.service.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port must be a port number (0-65535), got {port}")
+    try:
+        sock = bind(host, port)
+    except ServerError as exc:
+        raise CliError(str(exc)) from None
+    with Stack(settings) as stack:
+        asyncio.run(_serve(stack.start(need_kafka=False), sock, stack, run=_run_upload_service))
+    return 0
+
+
+async def _run_upload_service(settings: Settings, sock, stack) -> None:
+    from soulprint.runtime import upload_service_api
+    from soulprint.services.http.server import ApiServer, ServerError
+    from soulprint.services.kafka import watch_broker
+
+    async with upload_service_api(settings) as app:
+        server = ApiServer(app, sock)
+        try:
+            url = await server.start()
+        except ServerError as exc:
+            raise CliError(str(exc)) from None
+        try:
+            print(f"soulprint upload service on {url}, publishing to {settings.kafka_bootstrap}", flush=True)
+            abandon(stack, await watch_broker(settings), EXIT_FAILED_JOB)
+        finally:
+            await server.stop()
 
 
 # -- webhooks (issue 10: notifications) --------------------------------------------
