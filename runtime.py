@@ -26,6 +26,7 @@ from soulprint.services.auth import Authenticator
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
 from soulprint.services.db import Database
+from soulprint.services.erasure import Erasure
 from soulprint.services.imports import ImportService
 from soulprint.services.storage import Storage, build_storage
 from soulprint.services.query import QueryService
@@ -244,7 +245,7 @@ def api_context(settings: Settings, db: Database, auth: Authenticator, health, s
     from soulprint.services.http.context import ApiContext
 
     return ApiContext(settings=settings, db=db, auth=auth, health=health, query=query,
-                      imports=ImportService(settings, db, storage))
+                      imports=ImportService(settings, db, storage), erasure=Erasure(db, storage))
 
 
 def http_app(ctx, modules, mcp=None) -> "Starlette":
