@@ -90,7 +90,8 @@ def transient(exc: BaseException) -> bool:
 
 async def contained(rt, stage: str, event, work: Callable[[], Awaitable[None]]) -> str:
     """Run ``work`` for ``event`` so that nothing escapes; returns the outcome counted
-    (ok, failed, dead_letter). The one entry point of every stage that contains its events."""
+    (ok, skipped, failed, dead_letter). The one entry point of every stage that contains its events.
+    An event of an erased person or job is skipped (services/db/erasure.py ``drops``)."""
     job_id = getattr(event, "job_id", None)
     started = time.monotonic()
     with job_context(job_id, stage):
@@ -109,6 +110,8 @@ async def _attempt(rt, stage: str, event, work: Callable[[], Awaitable[None]]) -
     while True:
         attempt += 1
         try:
+            if await rt.db.erasure.drops(event):  # erased: a replay or redelivery brings nothing back
+                return "skipped"
             await work()
             return "ok"
         except ExportError as exc:
