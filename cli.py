@@ -794,15 +794,65 @@ async def _run_upload_service(settings: Settings, sock, stack) -> None:
 
 
 def cmd_webhook_add(args, settings: Settings) -> int:
-    raise CliError("webhook add: not built yet")
+    from soulprint.services.db.notices import NOTICE_TYPES
+    from soulprint.services.webhooks import TargetRefused, check_target, new_secret
+
+    url = args.url.strip()
+    events = sorted({e.strip() for e in args.events or [] if e.strip()}) or None
+    unknown = sorted(set(events or []) - set(NOTICE_TYPES))
+    if unknown:
+        raise CliError(f"unknown event type {unknown[0]!r}; one of {', '.join(NOTICE_TYPES)}")
+
+    async def add(webhooks):
+        try:
+            await check_target(url, settings.webhooks.allow_hosts)  # again before every delivery
+        except TargetRefused as exc:
+            raise CliError(f"refused {url}: {exc}") from None
+        return await webhooks.add(url, new_secret(), events)
+
+    endpoint = _on_webhooks(settings, add)
+    if args.json:
+        print(json.dumps(endpoint.public() | {"secret": endpoint.secret}))
+    else:
+        print(endpoint.secret)
+        print(f"endpoint {endpoint.endpoint_id} for {', '.join(events or ['every event'])}: its signing secret is"
+              f" shown once, keep it now (remove: soulprint webhook remove {endpoint.endpoint_id})", file=sys.stderr)
+    return 0
 
 
 def cmd_webhook_list(args, settings: Settings) -> int:
-    raise CliError("webhook list: not built yet")
+    endpoints = [e.public() for e in _on_webhooks(settings, lambda webhooks: webhooks.endpoints())]
+    if args.json:
+        print(json.dumps(endpoints))
+        return 0
+    for e in endpoints:
+        state = "enabled" if e["enabled"] else f"disabled ({e['disabled_reason']})"
+        print(f"{e['endpoint_id']}  {e['url']}  {','.join(e['events'] or ['*'])}  {state}")
+    return 0
 
 
 def cmd_webhook_remove(args, settings: Settings) -> int:
-    raise CliError("webhook remove: not built yet")
+    name = args.endpoint_id.strip()
+    if not name or not _on_webhooks(settings, lambda webhooks: webhooks.remove(name)):
+        raise CliError(f"no such webhook endpoint: {name!r}" if name else "name an endpoint id")
+    print("removed")
+    return 0
+
+
+def _on_webhooks(settings: Settings, work):
+    """Run ``work(db.webhooks)`` on the stack's Postgres (embedded, shared with a running one, or external)."""
+    from soulprint.services.embedded import Stack
+    from soulprint.services.db import Database
+
+    async def run(settings):
+        db = await Database.connect(settings.database_url)
+        try:
+            return await work(db.webhooks)
+        finally:
+            await db.close()
+
+    with Stack(settings) as stack:
+        return _run(run(stack.start(need_kafka=False, share=True)))
 
 
 # -- dead letters, replay, reprocess (issue 10: operations) ----------------------------

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, AsyncIterator
 import faust
 
 from soulprint.settings import EmbeddingConfig, Settings
-from soulprint.agents import (chunker, consolidate, embed, facts, ingest, memory, query_view, quick, reconciler,
-                              sections)
+from soulprint.agents import (chunker, consolidate, embed, facts, ingest, memory, notify, query_view, quick,
+                              reconciler, sections)
 from soulprint.services.auth import Authenticator
 from soulprint.services.embeddings import Embedder, build_embedder
 from soulprint.services.llm import AdaptiveLimiter, LLMClient, build_llm_client
@@ -192,8 +192,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
                  embedder=build_configured_embedder(settings.embedding),
                  auth=Authenticator(db.tokens, settings.service.admin_token), storage=build_storage(settings))
-    # The pipeline, in the order events flow through it; then the query service's view of it.
-    for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view):
+    # The pipeline, in the order events flow through it; then the query service's view of it, and webhooks.
+    for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view,
+                  notify):
         stage.register(rt)
     return rt
 

@@ -2,9 +2,11 @@
 
 ``job_context(job_id, stage)`` wraps one event's work in an agent
 (agents/containment.py); every record made inside it, by whatever logger,
-carries both fields. ``install(handler, fmt, secrets)`` is what the CLI does to
-each of its handlers: the format (``text`` for a terminal, ``json`` for a log
+carries both fields. ``install(handler, fmt)`` is what the CLI does to each of
+its handlers: the format (``text`` for a terminal, ``json`` for a log
 collector: SOULPRINT_LOG_FORMAT), the context fields, and the redaction filter.
+``redact(text)`` is the same redaction for text that leaves the process
+otherwise: HTTP error messages, an LLM error line stored on a job.
 
 Redaction runs on every handler, after the message is formatted from its
 arguments, so a secret passed as an argument is caught as well as one written
@@ -13,7 +15,7 @@ key). What it removes: person tokens (``sp_<id>_<secret>``: the id, which is not
 secret, stays), any ``Bearer`` credential, ``whsec_`` webhook secrets,
 Anthropic keys (``sk-ant-``), AWS secret access keys and session tokens (by
 their shape and by the names they travel under), and the literal values the
-process was configured with (the operator token, the API key).
+process was configured with (``remember_secrets``: the operator token, the API key).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import contextvars
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import orjson
 
@@ -57,7 +59,7 @@ _PATTERNS: tuple[tuple[re.Pattern, object], ...] = (
     (re.compile(r"\b(sp_[0-9a-f]{16}_)[A-Za-z0-9_-]+"), r"\1" + REDACTED),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), "whsec_" + REDACTED),
     (re.compile(r"\bsk-ant-[A-Za-z0-9_-]+"), "sk-ant-" + REDACTED),
-    (re.compile(r"(?i)\b(bearer\s+)[^\s,;'\"]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + REDACTED),
     (re.compile(r"(?i)\b((?:aws_)?(?:secret_?access_?key|session_?token)|x-amz-security-token)"
                 r"([\"']?\s*[:=]\s*[\"']?)[^\s,;'\"&}]+"), r"\1\2" + REDACTED),
     # Session (STS) tokens: long base64 that starts with the same serialised header.
@@ -66,33 +68,41 @@ _PATTERNS: tuple[tuple[re.Pattern, object], ...] = (
 )
 
 
+# The literal secrets this process was configured with (remember_secrets), longest first so that a
+# secret containing another is removed whole.
+_KNOWN: list[str] = []
+
+
+def remember_secrets(*values: str | None) -> None:
+    """Values to remove wherever they appear (the operator token, the API key), besides the patterns."""
+    _KNOWN[:] = sorted(set(_KNOWN) | {v for v in values if v}, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` without the secrets this module knows of: for log lines, and for any message that leaves
+    the process (an error answered over HTTP, a job's error line)."""
+    for secret in _KNOWN:
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class Redactor(logging.Filter):
     """Removes secrets from a record's message (formatted with its args) and its traceback, in place."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        super().__init__()
-        # Longest first, so a secret that contains another is removed whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - arguments that do not fit: logging reports it when it formats
             return True
-        record.msg, record.args = self.redact(message), None
+        record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = redact(record.exc_text)
         if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
+            record.stack_info = redact(record.stack_info)
         return True
 
 
@@ -134,9 +144,9 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 
 
-def install(handler: logging.Handler, fmt: str, secrets: Iterable[str | None] = ()) -> logging.Handler:
+def install(handler: logging.Handler, fmt: str) -> logging.Handler:
     """``handler`` with the format ``fmt`` ("text" | "json"), the context fields and redaction."""
     handler.setFormatter(formatter(fmt))
     handler.addFilter(WithContext())
-    handler.addFilter(Redactor(secrets))
+    handler.addFilter(Redactor())
     return handler

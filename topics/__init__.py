@@ -108,7 +108,17 @@ DEAD_LETTERS = TopicSpec(
     polymorphic=True,  # any event of any topic
 )
 
-ALL = (IMPORTS, CONVERSATIONS, CHUNKS, FACTS, CONSOLIDATED, MEMORY, QUICK, SECTIONS, DEAD_LETTERS)
+NOTICES = TopicSpec(
+    "notices",
+    events.JobNotice,
+    key="user_id",
+    why=(
+        "What people's webhooks are told (the relay publishes the notices outbox): keyed by user so one "
+        "person's notices (quick_ready, complete, deleted) reach the webhook agent in the order they happened."
+    ),
+)
+
+ALL = (IMPORTS, CONVERSATIONS, CHUNKS, FACTS, CONSOLIDATED, MEMORY, QUICK, SECTIONS, DEAD_LETTERS, NOTICES)
 
 
 class Topics:
@@ -137,6 +147,7 @@ class Topics:
         self.quick = declare(QUICK)
         self.sections = declare(SECTIONS)
         self.dead_letters = declare(DEAD_LETTERS)
+        self.notices = declare(NOTICES)
 
 
 def conversation_key(user_id: str, conversation_id: str) -> str:

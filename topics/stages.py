@@ -22,6 +22,7 @@ from soulprint.topics import (
     FACTS,
     IMPORTS,
     MEMORY,
+    NOTICES,
     QUICK,
     SECTIONS,
     TopicSpec,
@@ -54,6 +55,7 @@ class Lane(StrEnum):
     FULL_PASS = "full-pass"  # consolidation, MEMORY, v2 sections: one event per job each
     EMBED = "embed"          # embedding: its own group on `chunks`, never behind fact extraction
     QUERY = "query"          # the query service's view (`sections`, `memory`): no stage, its own group
+    NOTIFY = "notify"        # webhooks (`notices`): no stage, its own group, never behind the pipeline
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ STAGES = (
 _OUTPUTS = {
     events.IngestCompleted: (CONVERSATIONS, _by_job),
     events.SectionsPublished: (SECTIONS, _by_user),
+    events.JobNotice: (NOTICES, _by_user),
 }
 
 _ROUTES = {s.trigger: (s.topic, s.key) for s in STAGES} | _OUTPUTS

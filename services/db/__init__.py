@@ -32,6 +32,7 @@ from soulprint.services.db.query_view import QueryView
 from soulprint.services.db.pool import RECONCILER_LOCK, DatabaseError, create_pool, migrate, try_advisory_lock
 from soulprint.services.db.resumable import Resumable
 from soulprint.services.db.soulprints import Soulprints
+from soulprint.services.db.webhooks import Webhooks
 from soulprint.services.db.uploads import Uploads
 
 
@@ -53,6 +54,7 @@ class Database:
         self.uploads = Uploads(pool)  # uploaded exports' jobs: the duplicate check, status with revision
         self.resumable = Resumable(pool)  # resumable (tus) uploads
         self.notices = Notices(pool)
+        self.webhooks = Webhooks(pool)
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":

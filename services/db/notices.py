@@ -68,6 +68,10 @@ class Notices:
                 await conn.execute("UPDATE notices SET published_at = now() WHERE notice_id = ANY($1::text[])",
                                    [n.notice_id for n in batch])
 
+    async def get(self, notice_id: str) -> JobNotice | None:
+        row = await self.pool.fetchrow("SELECT * FROM notices WHERE notice_id = $1", notice_id)
+        return _notice(row) if row else None
+
     async def for_job(self, job_id: str) -> list[JobNotice]:
         rows = await self.pool.fetch("SELECT * FROM notices WHERE job_id = $1 ORDER BY created_at, notice_id",
                                      job_id)

@@ -1,5 +1,8 @@
 """The query service's one ASGI app: REST under /v1, the OpenAI-compatible chat, MCP at /mcp, /health.
 
+Every request passes two middlewares first: the HTTP metrics (by route
+template and status) and the per-token rate limit (services/http/limits.py).
+
 Built by ``runtime.build_api`` from the runtime's parts (or by a test from its
 own), served by ``server.ApiServer``. The MCP mount's session manager runs in
 this app's lifespan, so it starts and stops with the server.
@@ -16,6 +19,8 @@ from starlette.routing import BaseRoute, Route
 
 from soulprint.services.http.errors import exception_handlers
 from soulprint.services.http.health import Health
+from soulprint.services.http.limits import RateLimit
+from soulprint.services.http.metrics import RequestMetrics
 from soulprint.services.http.routes import Routes
 
 if TYPE_CHECKING:
@@ -57,5 +62,8 @@ def build_app(query: "QueryService | None", auth: "Authenticator", config: "Serv
                 await held.enter_async_context(resource)
             yield
 
+    # Outermost first: every request is counted (a 429 too), then charged to its token's bucket.
+    guards = [Middleware(RequestMetrics),
+              Middleware(RateLimit, auth=auth, per_min=config.rate_limit_per_min, burst=config.rate_limit_burst)]
     return Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan,
-                     middleware=list(middleware))
+                     middleware=guards + list(middleware))

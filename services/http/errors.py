@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from soulprint.models.access import AccessDenied
 from soulprint.models.query import NoSoulprint, Unavailable
+from soulprint.services.logs import redact
 
 class ApiError(Exception):
     """An error of the API itself (not of the query service): its message is for the client.
@@ -122,7 +123,7 @@ def message_of(exc: Exception) -> str:
         # Where and what, never the input itself (it may be large, or someone's text).
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                          for e in exc.errors(include_url=False, include_input=False))
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return redact(" ".join(str(exc).split())) or type(exc).__name__  # a provider's error may quote a key
 
 
 async def _handle(request: Request, exc: Exception) -> Response:

@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkabl
 
 from soulprint.models.llm import ERROR_KINDS, LLMRequest, LLMResult, PromptSpec, Usage  # noqa: F401 - re-exported
 from soulprint.models.text import one_line
+from soulprint.services.logs import redact
 
 from .accounting import observe
 from .cache import cache_key
@@ -180,7 +181,7 @@ class RemoteLLMClient(LLMClient):
             result = await self._complete(model, req)
         except Exception as exc:  # contract: a bug in parsing must not take the pipeline down
             log.exception("llm %s/%s failed unexpectedly", self.provider, req.task)
-            result = LLMResult(ok=False, error=one_line(f"{type(exc).__name__}: {exc}", ERROR_CHARS),
+            result = LLMResult(ok=False, error=one_line(redact(f"{type(exc).__name__}: {exc}"), ERROR_CHARS),
                                error_kind="api", provider=self.provider, model=model)
         await self._account(req, result)
         observe(req.task, result)
@@ -258,7 +259,8 @@ class RemoteLLMClient(LLMClient):
         return result
 
     def _fail(self, model: str, kind: str, err: Exception, usage: Usage, attempts: int) -> LLMResult:
-        return LLMResult(ok=False, error=one_line(err, ERROR_CHARS), error_kind=kind, usage=usage,
+        # A provider's message may quote what it was sent (a key, a token): the line is stored and answered.
+        return LLMResult(ok=False, error=one_line(redact(str(err)), ERROR_CHARS), error_kind=kind, usage=usage,
                          provider=self.provider, model=model, attempts=attempts)
 
     async def _send_with_retries(

@@ -34,6 +34,7 @@ import orjson
 
 from soulprint.models.llm import LLMRequest, LLMResult, Usage
 from soulprint.models.text import one_line
+from soulprint.services.logs import redact
 
 from .accounting import observe
 from .anthropic_errors import transport_error
@@ -289,7 +290,7 @@ def _unanswered(result: Any, batch_id: str) -> tuple[str, str]:
 
 
 def _failed(client: "AnthropicClient", e: _Entry, kind: str, error: str) -> LLMResult:
-    return LLMResult(ok=False, error=one_line(error, ERROR_CHARS), error_kind=kind, provider=client.provider, model=e.model,
+    return LLMResult(ok=False, error=one_line(redact(error), ERROR_CHARS), error_kind=kind, provider=client.provider, model=e.model,
                      attempts=1)
 
 
