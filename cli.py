@@ -859,19 +859,103 @@ def _on_webhooks(settings: Settings, work):
 
 
 def cmd_dlq_list(args, settings: Settings) -> int:
-    raise CliError("dlq list: not built yet")
+    async def work(settings, db):
+        from soulprint.services.deadletters import DeadLetters
+
+        if settings.kafka_bootstrap is None:  # no broker to ask: what Postgres recorded
+            return [row.to_json() | {"on_broker": False} for row in await db.dead_letters.all()]
+        return await DeadLetters(settings, db.dead_letters, _no_send).list()
+
+    letters = _operate(settings, work, need_broker=False)
+    if args.json:
+        print(json.dumps({"dead_letters": letters}))
+        return 0
+    for d in letters:
+        state = "replayed" if d["replayed"] else ("waiting" if d["on_broker"] else "gone from the broker")
+        print(f"{d['id']}  {d['failed_at']}  {d['stage']}  {d['topic']}[{d['partition']}]@{d['offset']}"
+              f"  job {d['job_id']}  {state}\n    {d['error_class']}: {d['error_message']} ({d['attempts']} attempts)")
+    if not letters:
+        print("no dead letters")
+    return 0
 
 
 def cmd_dlq_replay(args, settings: Settings) -> int:
-    raise CliError("dlq replay: not built yet")
+    async def work(settings, db):
+        from soulprint.services.deadletters import DeadLetterError, DeadLetters, KafkaSender
+
+        async with KafkaSender(settings) as send:
+            try:
+                return await DeadLetters(settings, db.dead_letters, send).replay(None if args.all else args.letter_id)
+            except DeadLetterError as exc:
+                raise CliError(str(exc)) from None
+
+    sent = _operate(settings, work)
+    print(f"replayed {len(sent)} dead letter(s)" + "".join(f"\n  {i}" for i in sent))
+    return 0
+
+
+async def _no_send(*_):  # listing sends nothing
+    raise AssertionError("dlq list does not send")
 
 
 def cmd_replay(args, settings: Settings) -> int:
-    raise CliError("replay: not built yet")
+    async def work(settings, db):
+        from soulprint.services.replay import ReplayError, replay_topic
+
+        try:
+            return await replay_topic(settings, args.topic, job=args.job, user=args.user,
+                                      from_beginning=args.from_beginning)
+        except ReplayError as exc:
+            raise CliError(str(exc)) from None
+
+    report = _operate(settings, work)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"{args.topic}: sent {report.sent} of {report.read} records read"
+              + ("" if report.from_beginning else " (from the consumer groups' committed offsets)"))
+    return 0
 
 
 def cmd_reprocess(args, settings: Settings) -> int:
-    raise CliError("reprocess: not built yet")
+    async def work(settings, db):
+        from soulprint.services.replay import ReplayError, reprocess
+
+        try:
+            return await reprocess(settings, db, args.user, args.from_stage)
+        except ReplayError as exc:
+            raise CliError(str(exc)) from None
+
+    done = _operate(settings, work)
+    if args.json:
+        print(json.dumps(done))
+    else:
+        print(f"re-driving import {done['job_id']} of {done['user_id']} from {done['from_stage']}"
+              f" (follow it: soulprint status {done['job_id']})")
+    return 0
+
+
+def _operate(settings: Settings, work, *, need_broker: bool = True):
+    """Run ``work(settings, db)`` against the configured broker and Postgres, or those of a running
+    `soulprint serve` on the embedded stack (attached through the address it recorded)."""
+    from soulprint.services.db import Database
+    from soulprint.services.embedded import Stack
+    from soulprint.services.kafka import BrokerError
+
+    async def run(resolved):
+        if need_broker and resolved.kafka_bootstrap is None:
+            raise CliError("no broker to work on: set SOULPRINT_KAFKA_BOOTSTRAP, or run this while `soulprint serve`"
+                           " runs on this data directory (the embedded broker lives only as long as that process)")
+        db = await Database.connect(resolved.database_url)
+        try:
+            return await work(resolved, db)
+        except BrokerError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            await db.close()
+
+    with Stack(settings) as stack:
+        return _run(run(stack.start(need_kafka=False, share=True)))
 
 
 # -- erasure (issue 10: erasure) ------------------------------------------------------

@@ -55,6 +55,7 @@ async def quick_pass(rt, event: QuickPassRequested) -> None:
     current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=1, sections=sections.to_dict(),
         rendered=rendered, soulprint_text=text, memory_md=None, offline=sections.offline,
+        made_by=list(zip(requests, results)),
     )
     await jobs.quick_ready(event.job_id)
     if current:

@@ -46,6 +46,7 @@ async def rewrite_sections(rt, event: MemoryWritten) -> None:
     current = await rt.db.soulprints.store(
         user_id=event.user_id, job_id=event.job_id, version=2, sections=sections.to_dict(),
         rendered=rendered, soulprint_text=text, memory_md=memory_md, offline=sections.offline,
+        made_by=[(request, result)],
     )
     await jobs.complete_full_pass(event.job_id)
     if current:

@@ -824,6 +824,67 @@ class Jobs:
             job_id,
         )
 
+    # -- reprocessing: the person's current import driven again from one stage ---------------
+    async def reopen(self, job_id: str, from_stage: str) -> Moved:
+        """Roll a complete import back to the state before ``from_stage`` and return that stage's
+        trigger (`soulprint reprocess`): parse and chunks re-read the export (Postgres holds
+        chunks, not messages), so the import goes back to queued and every pass after it follows
+        again; facts forgets the job's extractions and sends its chunks again; consolidate, memory
+        and sections roll the full pass back to the stage before. Every stage is idempotent and
+        the response cache answers unchanged requests, so the rows come out the same. Refused
+        (Moved(None)) unless the job is the person's current import, nothing newer of the person
+        is open, no pass of it is running and it has no dead letter."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            user_id = await _lock_person(conn, job_id)
+            row = await conn.fetchrow(
+                f"""
+                SELECT j.* FROM import_jobs j JOIN people p ON p.current_job_id = j.job_id
+                 WHERE j.job_id = $1 AND j.status = 'complete' AND j.dead_letters = 0
+                   AND j.quick_status NOT IN ('pending', 'running') AND j.full_pass_status <> 'processing'
+                   AND NOT EXISTS (SELECT 1 FROM import_jobs o, import_jobs me
+                                    WHERE me.job_id = j.job_id AND o.user_id = me.user_id
+                                      AND o.status <> 'failed' AND {_NEWER.replace('j.', 'o.')})
+                   FOR UPDATE OF j
+                """,
+                job_id,
+            )
+            if user_id is None or row is None:
+                return Moved(None)
+            job = Job.from_row(row)
+            if from_stage in ("parse", "chunks"):
+                await conn.execute(
+                    "UPDATE import_jobs SET status = 'queued', stage = 'queued', ingest_done = false,"
+                    " claimed_at = NULL, redrives = 0, updated_at = now(), quick_status = 'pending',"
+                    " quick_error = NULL, full_pass_status = 'pending', full_pass_stage = NULL,"
+                    " full_pass_error = NULL, full_pass_redrives = 0 WHERE job_id = $1",
+                    job_id,
+                )
+                return Moved(job, [ImportRequested(job_id=job_id, user_id=user_id, source_uri=job.source_uri,
+                                                   requested_at=job.created_at.timestamp())])
+            if job.full_pass_status not in (FullPassStatus.COMPLETE, FullPassStatus.FAILED):
+                return Moved(None)  # skipped (a small export) or never started: no full pass to re-drive
+            state = {"facts": FullPassStage.FACTS, "consolidate": FullPassStage.CONSOLIDATING,
+                     "memory": FullPassStage.MEMORY, "sections": FullPassStage.SECTIONS}[from_stage]
+            if state == FullPassStage.FACTS:
+                await conn.execute("DELETE FROM fact_extractions WHERE job_id = $1", job_id)
+            back = {FullPassStage.FACTS: FullPassStage.FACTS, FullPassStage.CONSOLIDATING: FullPassStage.FACTS,
+                    FullPassStage.MEMORY: FullPassStage.CONSOLIDATING,
+                    FullPassStage.SECTIONS: FullPassStage.MEMORY}[state]
+            await conn.execute(
+                "UPDATE import_jobs SET full_pass_status = 'processing', full_pass_stage = $2, full_pass_error = NULL,"
+                " full_pass_redrives = 0, full_pass_started_at = now(), full_pass_moved_at = now(),"
+                " full_pass_finished_at = NULL, updated_at = now() WHERE job_id = $1",
+                job_id, back,
+            )
+            memory = await conn.fetchval("SELECT memory_md FROM memories WHERE job_id = $1", job_id)
+        if state == FullPassStage.FACTS:
+            return await self.redrive_extraction(job_id, 1 << 30)
+        trigger = {FullPassStage.CONSOLIDATING: FactsExtracted(job_id=job_id, user_id=user_id, facts=job.facts_total),
+                   FullPassStage.MEMORY: FactsConsolidated(job_id=job_id, user_id=user_id,
+                                                           consolidated=job.consolidated_total),
+                   FullPassStage.SECTIONS: MemoryWritten(job_id=job_id, user_id=user_id, memory_md=memory or "")}
+        return Moved(job, [trigger[state]])
+
     @staticmethod
     async def _get(conn: asyncpg.Connection, job_id: str) -> Job:
         return Job.from_row(await conn.fetchrow("SELECT * FROM import_jobs WHERE job_id = $1", job_id))

@@ -7,10 +7,11 @@ failed job's version is replaced by the current import's latest one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import asyncpg
 
+from soulprint.models.llm import LLMRequest, LLMResult
 from soulprint.models.sections import FILE_NAMES
 
 _SECTIONS = tuple(FILE_NAMES.values())  # SOUL, IDENTITY, USER, AGENTS, TOOLS: their columns
@@ -55,8 +56,13 @@ class Soulprints:
         self.pool = pool
 
     async def store(self, *, user_id: str, job_id: str, version: int, sections: dict, rendered: dict[str, str],
-                    soulprint_text: str, memory_md: str | None, offline: bool) -> bool:
+                    soulprint_text: str, memory_md: str | None, offline: bool,
+                    made_by: Sequence[tuple[LLMRequest, LLMResult]] = ()) -> bool:
         """Swap in a soulprint version: all sections, the composite text and the version at once.
+
+        ``made_by``: the requests that wrote it and their answers; the version records each task's
+        prompt version and the model that answered (a reprocess with the same ones is served
+        from the response cache).
 
         Not for a failed job; never over a newer job's version, nor over a newer
         version of the same job (a replay). The job row is held FOR KEY SHARE,
@@ -71,14 +77,17 @@ class Soulprints:
             await conn.execute(
                 """
                 INSERT INTO soulprint_versions (user_id, job_id, version, sections, memory_md, soulprint_text,
-                       offline, rendered)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                       offline, rendered, prompt_versions, models)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                 ON CONFLICT (user_id, job_id, version) DO UPDATE
                    SET sections = EXCLUDED.sections, memory_md = EXCLUDED.memory_md,
                        soulprint_text = EXCLUDED.soulprint_text, offline = EXCLUDED.offline,
-                       rendered = EXCLUDED.rendered
+                       rendered = EXCLUDED.rendered, prompt_versions = EXCLUDED.prompt_versions,
+                       models = EXCLUDED.models
                 """,
                 user_id, job_id, version, sections, memory_md, soulprint_text, offline, rendered,
+                {req.task: req.prompt_version for req, _ in made_by},
+                {req.task: f"{res.provider}:{res.model}" for req, res in made_by},
             )
             row = await conn.fetchrow(
                 """
