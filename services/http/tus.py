@@ -41,6 +41,7 @@ from soulprint.services.db.resumable import Busy, Patch, Upload
 from soulprint.services.http.errors import (BadRequest, BodyTooLarge, Conflict, Gone, NotFound,
                                             UnsupportedMedia, error_response)
 from soulprint.services.http.inputs import authenticate
+from soulprint.services.imports import DuplicateImport
 from soulprint.services.metrics import METRICS
 from soulprint.services.storage import NotAnExport, sniff
 
@@ -53,6 +54,8 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,expiration,checksum,termination"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512, "md5": hashlib.md5}
 OFFSET_STREAM = "application/offset+octet-stream"
+# The job a finished upload starts is named after the upload (uuid5 in this namespace).
+JOB_IDS = uuid.UUID("6f1c3c1e-4b7a-5d2e-9a57-7475732d6a6f")
 CHECKSUM_MISMATCH = 460  # tus's own status: the PATCH's bytes do not match its Upload-Checksum
 
 
@@ -247,6 +250,7 @@ class TusRoutes:
     def __init__(self, ctx: "ApiContext", uploads: ResumableUploads) -> None:
         self.auth = ctx.auth
         self.imports = ctx.imports
+        self.jobs = ctx.db.jobs
         self.uploads = uploads
         self.files = uploads.files
 
@@ -383,24 +387,27 @@ class TusRoutes:
         return await self._complete(patch)
 
     async def _complete(self, patch: Patch) -> dict[str, str]:
-        """The last byte is in: the file to storage and into the pipeline; the upload names its job."""
-        from soulprint.services.imports import DuplicateImport
+        """The last byte is in: the file to storage and into the pipeline; the upload names its job.
 
+        The job id follows from the upload's, so a completion that died before the row said so (the client
+        sends its last PATCH again) finds its job instead of making a second one."""
         upload = patch.upload
-        try:
-            stored = await self.imports.storage.save_file(upload.user_id, f"tus-{upload.upload_id}/export",
-                                                          self.files.path(upload.upload_id))
-            job = await self.imports.submit_stored(upload.user_id, stored, way="tus")
-        except (DuplicateImport, NotAnExport) as exc:
-            # Finished bytes that will never be imported: the upload ends with the refusal.
-            await patch.remove()
-            self.files.remove(upload.upload_id)
-            if isinstance(exc, NotAnExport):
-                raise UnsupportedMedia(str(exc)) from None
-            raise Conflict("this export is already being imported", extra={"job_id": exc.job_id}) from None
-        await patch.complete(job.job_id)
+        job_id = str(uuid.uuid5(JOB_IDS, upload.upload_id))
+        if await self.jobs.get(job_id) is None:
+            try:
+                stored = await self.imports.storage.save_file(upload.user_id, f"{job_id}/export",
+                                                              self.files.path(upload.upload_id))
+                await self.imports.submit_stored(upload.user_id, stored, way="tus", job_id=job_id)
+            except (DuplicateImport, NotAnExport) as exc:
+                # Finished bytes that will never be imported: the upload ends with the refusal.
+                await patch.remove()
+                self.files.remove(upload.upload_id)
+                if isinstance(exc, NotAnExport):
+                    raise UnsupportedMedia(str(exc)) from None
+                raise Conflict("this export is already being imported", extra={"job_id": exc.job_id}) from None
+        await patch.complete(job_id)
         self.files.remove(upload.upload_id)
-        return {"Upload-Offset": str(upload.length), "Soulprint-Job-Id": job.job_id}
+        return {"Upload-Offset": str(upload.length), "Soulprint-Job-Id": job_id}
 
 
 def routes(ctx: "ApiContext") -> list[BaseRoute]:
