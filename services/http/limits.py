@@ -9,9 +9,9 @@ anything. ``/health`` and ``/metrics`` are never limited: probes and scrapers
 must see a service that is busy.
 
 Which bucket a token belongs to is remembered for a minute (by its SHA-256),
-so a request costs no extra database round trip; a token not yet known costs
-its address one request while it is looked up, which bounds the lookups an
-address can cause to its own rate. Revocation still takes effect at once: the
+so a request costs no extra database round trip; a token not yet known is
+looked up only while its address has requests left, so made-up tokens cause
+no more lookups than the address's own rate. Revocation still takes effect at once: the
 routes authenticate every request themselves, this only decides whose budget
 a request spends.
 
@@ -59,6 +59,18 @@ class TokenBuckets:
 
     def take(self, key: str) -> float:
         """Spend one request of ``key``'s bucket: 0.0 if it had one, else the seconds until it will."""
+        bucket = self._refilled(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return self.wait(key)
+
+    def wait(self, key: str) -> float:
+        """The seconds until ``key``'s bucket holds a request (0.0: it does now), spending nothing."""
+        bucket = self._refilled(key)
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
+
+    def _refilled(self, key: str) -> _Bucket:
         now = self.clock()
         bucket = self.buckets.get(key)
         if bucket is None:
@@ -67,10 +79,7 @@ class TokenBuckets:
             bucket = self.buckets[key] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
         bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return bucket
 
     def _forget_full(self, now: float) -> None:
         full = [k for k, b in self.buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst]
@@ -109,12 +118,10 @@ class RateLimit:
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
         key = self._known(digest)
         if key is None:
-            wait = self.buckets.take(address)  # the lookup's price, paid by the address
+            wait = self.buckets.wait(address)  # an address out of requests makes no lookups
             if wait > 0:
                 return wait
             key = await self._lookup(token, digest)
-            if not key:
-                return 0.0  # not a valid token: charged to its address already
         return self.buckets.take(key or address)
 
     def _known(self, digest: str) -> str | None:
