@@ -58,7 +58,7 @@ HEADERS = {
                                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
                                "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",  # a person's history is never kept by a shared cache or the back button
 }
@@ -208,9 +208,10 @@ class WebApp:
         except NoSoulprint:
             return self.page(request, "empty.html", session=session, active="soulprint")
         facts = await self.ctx.query.facts(user, None, MAX_FACTS)
-        sections = [(name, SECTION_NOTES[name], view.sections.get(name) or "") for name in SECTIONS]
+        sections = [(name, SECTION_NOTES[name], _untitled(view.sections.get(name), name)) for name in SECTIONS]
         return self.page(request, "soulprint.html", session=session, active="soulprint", view=view,
-                         sections=sections, memory_note=SECTION_NOTES["MEMORY"], facts=facts)
+                         sections=sections, memory=_untitled(view.memory_md, "MEMORY"),
+                         memory_note=SECTION_NOTES["MEMORY"], facts=facts)
 
     async def download(self, request: Request) -> Response:
         session = await self._signed_in(request)
@@ -285,6 +286,13 @@ def workspace_zip(sections: dict[str, str], memory_md: str | None) -> bytes:
         if memory_md:
             archive.writestr("MEMORY.md", memory_md.rstrip() + "\n")
     return out.getvalue()
+
+
+def _untitled(text: str | None, name: str) -> str:
+    """A section's markdown without its own first heading when that only repeats the section's name
+    (the page already titles it)."""
+    first, _, rest = (text or "").lstrip().partition("\n")
+    return rest if first.lstrip("#").strip().upper() == name else (text or "")
 
 
 def _next(target: str | None) -> str:

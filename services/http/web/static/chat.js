@@ -37,6 +37,7 @@ function sources(li, list, number) {
     items.hidden = open;
   });
   li.append(button, items);
+  button.scrollIntoView({ block: "nearest" });
 }
 
 async function ask(message) {
