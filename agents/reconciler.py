@@ -28,6 +28,7 @@ import logging
 from soulprint.agents.flow import emit
 from soulprint.models.events import ConversationChunked, MemoryWritten
 from soulprint.models.jobs import EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus, QuickStatus
+from soulprint.services.http.tus import sweep_expired
 from soulprint.topics.stages import stage
 
 log = logging.getLogger("soulprint.reconciler")
@@ -63,6 +64,7 @@ async def reconcile_once(rt) -> int:
                 handled += 1
         # Large current imports get their HNSW index once embedded; replaced ones lose it.
         await rt.db.search.maintain_indexes(rt.embedder.space)
+        await sweep_expired(rt.db, rt.settings)  # expired resumable (tus) uploads and their bytes
         return handled
 
 
