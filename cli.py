@@ -962,7 +962,37 @@ def _operate(settings: Settings, work, *, need_broker: bool = True):
 
 
 def cmd_delete_user(args, settings: Settings) -> int:
-    raise CliError("delete-user: not built yet")
+    from soulprint.services.embedded import Stack
+    from soulprint.services.erasure import FilesRemain
+
+    user = args.user.strip()
+    if not user:
+        raise CliError("name the person to erase")
+    with Stack(settings) as stack:
+        try:
+            receipt = _run(_erase(stack.start(need_kafka=False, share=True), user))
+        except FilesRemain as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(receipt))
+    else:
+        rows = sum(receipt["tables"].values())
+        tables = sum(1 for n in receipt["tables"].values() if n)
+        print(f"erased {user} at {receipt['erased_at']}: {rows} rows from {tables} tables, {receipt['files']} files")
+    return 0
+
+
+async def _erase(settings: Settings, user: str) -> dict:
+    """The receipt of erasing ``user`` on the stack's Postgres and the configured storage."""
+    from soulprint.services.db import Database
+    from soulprint.services.erasure import Erasure
+    from soulprint.services.storage import build_storage
+
+    db = await Database.connect(settings.database_url)
+    try:
+        return await Erasure(db, build_storage(settings)).delete_person(user)
+    finally:
+        await db.close()
 
 
 if __name__ == "__main__":
