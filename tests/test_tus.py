@@ -27,6 +27,7 @@ from soulprint.runtime import build_api
 from soulprint.services.auth import Authenticator
 from soulprint.services.http.errors import BadRequest
 from soulprint.services.http.server import ApiServer, bind
+from soulprint.services.http import tus
 from soulprint.services.http.tus import encode_metadata, parse_checksum, parse_metadata, sweep_expired
 from soulprint.services.metrics import METRICS
 from support.waiting import wait_for_job, wait_until
@@ -207,6 +208,19 @@ async def test_an_upload_interrupted_half_way_resumes_from_what_arrived(api, run
         job_id = r.headers["soulprint-job-id"]
     job = await wait_for_job(runtime.db, job_id, limit_s=180)
     assert (job.status, job.user_id) == ("complete", user), job.error
+
+
+async def test_a_patch_that_stalls_mid_body_ends_keeping_what_arrived(api, runtime, person, monkeypatch):
+    _, token = person
+    monkeypatch.setattr(tus, "IDLE_S", 0.5)  # the server's patience with a body that stops coming
+    async with tus_client(api, token) as client:
+        location = await create(client)
+        stalled = HalfPatch(api, token, location, 0, EXPORT, 3000)
+        await stalled.start()  # and then sends nothing more, the connection open
+        await wait_until(lambda: offset_of(client, location), lambda offset: offset == 3000,
+                         what="the stalled PATCH to end with the bytes it brought")
+        await stalled.drop()
+        assert (await patch(client, location, 3000, EXPORT[3000:4000])).status_code == 204
 
 
 async def test_creation_with_upload_takes_the_first_bytes_in_the_post(api, runtime, person):

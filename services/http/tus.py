@@ -56,6 +56,8 @@ CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.s
 OFFSET_STREAM = "application/offset+octet-stream"
 # The job a finished upload starts is named after the upload (uuid5 in this namespace).
 JOB_IDS = uuid.UUID("6f1c3c1e-4b7a-5d2e-9a57-7475732d6a6f")
+# A PATCH whose body stops arriving for this long ends there, keeping what came (the client resumes).
+IDLE_S = 60.0
 CHECKSUM_MISMATCH = 460  # tus's own status: the PATCH's bytes do not match its Upload-Checksum
 
 
@@ -113,7 +115,7 @@ class PartFiles:
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
             try:
-                async for chunk in chunks:
+                async for chunk in _until_idle(chunks, IDLE_S):
                     if written + len(chunk) > limit:
                         os.ftruncate(fd, offset)
                         raise Overrun()
@@ -124,7 +126,7 @@ class PartFiles:
                     if hasher is not None:
                         hasher.update(chunk)
                     METRICS.upload_bytes.labels(way="tus").inc(len(chunk))
-            except ClientDisconnect:
+            except (ClientDisconnect, TimeoutError):
                 interrupted = True
             await asyncio.to_thread(os.fsync, fd)
         finally:
@@ -143,6 +145,18 @@ class PartFiles:
 
     def ids(self) -> list[str]:
         return [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
+
+
+async def _until_idle(chunks: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+    """The chunks, until one takes longer than ``idle_s`` to come (TimeoutError): a client that stalls
+    mid-PATCH is treated as gone instead of holding its upload's lock for ever."""
+    it = aiter(chunks)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(it), idle_s)
+        except StopAsyncIteration:
+            return
+        yield chunk
 
 
 class ResumableUploads:
