@@ -34,8 +34,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels soulprint-stream \
     && rm -rf /wheels \
     && useradd --create-home --uid 10001 soulprint \
-    && mkdir -p /var/lib/soulprint \
-    && chown soulprint:soulprint /var/lib/soulprint
+    && mkdir -p /var/lib/soulprint/uploads \
+    && chown -R soulprint:soulprint /var/lib/soulprint
 
 USER soulprint
 WORKDIR /home/soulprint

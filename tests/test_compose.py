@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 
 # The CLI's subcommands as documented; checked against the real parser too when it imports.
-KNOWN_SUBCOMMANDS = {"import", "status", "worker", "export", "serve"}
+KNOWN_SUBCOMMANDS = {"import", "status", "worker", "export", "serve", "upload-service"}
 # Variables the worker may take that are not SOULPRINT_ settings.
 NON_PREFIXED_ENV = {"ANTHROPIC_API_KEY"}
 # Commands shipped inside the images, as their documentation gives them.
@@ -233,3 +233,19 @@ def test_dockerignore_keeps_what_the_build_needs():
     assert {".git", ".venv"} <= ignored
     for needed in ("pyproject.toml", "README.md", "samples", "__init__.py", "*.py", "*.md"):
         assert needed not in ignored
+
+
+def test_the_upload_service_shares_storage_with_the_workers(services):
+    """Uploads land where the workers read them: one volume mounted at SOULPRINT_STORAGE in each."""
+    upload = services["upload"]
+    assert as_argv(upload["command"])[:2] == ["soulprint", "upload-service"]
+    for name in ("upload", "worker", "serve", "import"):
+        storage = env_of(services[name])["SOULPRINT_STORAGE"]
+        mounts = {interpolate(v).split(":")[1]: interpolate(v).split(":")[0]
+                  for v in services[name].get("volumes", []) if isinstance(v, str)}
+        assert mounts.get(storage) == "uploads", f"{name} does not mount the uploads volume at {storage}"
+    assert "uploads" in compose_file_volumes()
+
+
+def compose_file_volumes() -> set[str]:
+    return set(yaml.safe_load(COMPOSE.read_text())["volumes"])
