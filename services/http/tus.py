@@ -276,13 +276,9 @@ class TusRoutes:
         principal = await authenticate(request, self.auth)
         return principal.acting_for(request.query_params.get("user")), principal.admin
 
-    async def _upload(self, request: Request) -> tuple[str, Upload]:
-        """The person and their live upload: 404 for none of theirs, 410 (its bytes removed) once expired."""
-        user, _ = await self._person(request)
-        upload = await self.uploads.rows.get(request.path_params["upload_id"], user)
-        return user, self._live(upload)
-
     def _live(self, upload: Upload | None) -> Upload:
+        """The upload, if it is the person's and alive: 404 for none of theirs, 410 (its bytes removed) once
+        expired."""
         if upload is None:
             raise NotFound("no such upload")
         if upload.expired:
@@ -319,7 +315,8 @@ class TusRoutes:
         return Response(status_code=201, headers=headers)
 
     async def head(self, request: Request) -> Response:
-        _, upload = await self._upload(request)
+        user, _ = await self._person(request)
+        upload = self._live(await self.uploads.rows.get(request.path_params["upload_id"], user))
         headers = {"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.length),
                    "Cache-Control": "no-store", "Upload-Expires": _expires(upload)}
         if upload.metadata:
