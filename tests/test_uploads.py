@@ -264,3 +264,39 @@ async def test_events_carry_growing_ids_end_after_the_end_and_resume(runtime, lo
     assert await events(local_api, path, headers | {"Last-Event-ID": str(ids[-1])}) == []
     again = await events(local_api, path, headers | {"Last-Event-ID": str(ids[0])})
     assert [int(e["id"]) for e in again] == [ids[-1]] and orjson.loads(again[0]["data"]) == last
+
+
+# -- the upload service alone ----------------------------------------------------------------
+
+
+async def test_the_upload_service_alone_takes_uploads_for_the_workers(runtime):
+    """runtime.upload_service_api: /health without an embedder or LLM, the upload routes; no workers of its
+    own (the session's do the import)."""
+    from soulprint.runtime import upload_service_api
+
+    settings = dataclasses.replace(runtime.settings, service=dataclasses.replace(runtime.settings.service,
+                                                                                 admin_token=ADMIN))
+    user, headers = await person(runtime, "alone")
+    async with upload_service_api(settings) as app:
+        server = ApiServer(app, bind("127.0.0.1", 0))
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as client:
+                health = (await client.get("/health")).json()
+                assert health["status"] == "ok" and health["llm"] is None and health["embedding"] is None
+                assert (await client.post("/v1/search", json={"query": "x"}, headers=headers)).status_code == 404
+            accepted = await upload(server.url, headers, "multipart")
+        finally:
+            await server.stop()
+    assert accepted.status_code == 202, accepted.text
+    assert (await finished(runtime, accepted.json()["job_id"])).status == "complete"
+
+
+def test_the_upload_service_refuses_the_embedded_stack_in_one_line(capsys, monkeypatch, tmp_path):
+    from soulprint import cli
+
+    monkeypatch.delenv("SOULPRINT_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("SOULPRINT_DATA_DIR", str(tmp_path))
+    assert cli.main(["upload-service", "--port", "0"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("soulprint: error:") and "SOULPRINT_KAFKA_BOOTSTRAP" in err and "\n" not in err
