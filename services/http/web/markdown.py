@@ -14,9 +14,9 @@ from markdown_it import MarkdownIt
 _MD = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table")
 
 
-def _link_open(tokens, idx, options, env):
+def _link_open(renderer, tokens, idx, options, env):
     tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
-    return _MD.renderer.renderToken(tokens, idx, options, env)
+    return renderer.renderToken(tokens, idx, options, env)
 
 
 _MD.add_render_rule("link_open", _link_open)
