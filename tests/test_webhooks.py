@@ -27,6 +27,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from soulprint.models.events import JobNotice
 from soulprint.models.jobs import EmbeddingStatus, FullPassStatus, Job, JobStatus, QuickStatus
 from soulprint.runtime import build_runtime
+from soulprint.services.db.notices import record_notice
+from soulprint.services.metrics import METRICS
 from soulprint.services.deadletters import read_topic, topic_name
 from soulprint.services.webhooks import (TargetRefused, backoff_s, check_target, new_secret, notice_body,
                                          retry_after_s, sign)
@@ -170,11 +172,17 @@ async def test_import_sends_signed_quick_ready_and_complete(hooks_rt, user_id):
     assert complete.event["data"]["full_pass_status"] == str(job.full_pass_status)
     soulprint = await hooks_rt.db.soulprints.get(user_id)
     assert soulprint["soulprint_text"][:200] not in "".join(r.body for r in hook.received)
+    # One notice per transition, however often the transition is replayed.
+    await hooks_rt.db.pool.execute("UPDATE import_jobs SET quick_status = 'ready', updated_at = now()"
+                                   " WHERE job_id = $1", job.job_id)
+    assert sorted(n.type for n in await hooks_rt.db.notices.for_job(job.job_id)) == [
+        "soulprint.complete", "soulprint.quick_ready"]
 
 
 async def test_flaky_receiver_gets_each_event_once(hooks_rt, user_id):
     """500 three times, then 200: one delivery of each event after dedupe, the same id and body every time."""
     flaky = lambda msg_id, seen: (500, {}) if seen <= 3 else (200, {})  # noqa: E731
+    retried_before = _retries()
     async with receiver(hooks_rt, script=flaky) as (hook, endpoint):
         job = await import_and_wait(hooks_rt, user_id, SAMPLE)
         await wait_until(lambda: _async(hook.accepted_types(job.job_id)),
@@ -187,6 +195,37 @@ async def test_flaky_receiver_gets_each_event_once(hooks_rt, user_id):
         tries = [r for r in hook.received if r.msg_id == row.delivery_id]
         assert [r.answered for r in tries] == [500, 500, 500, 200]
         assert {r.body for r in tries} == {row.body} and all(r.verified for r in tries)
+    assert _retries() - retried_before >= 6
+
+
+async def test_person_deleted_is_delivered(hooks_rt, user_id):
+    """Erasure's notice (record_notice in its transaction) reaches the endpoints like the job notices."""
+    receipt = {"user_id": user_id, "erased_at": time.time(), "tables": {"import_jobs": 1}}
+    async with receiver(hooks_rt, events=["person.deleted"]) as (hook, endpoint):
+        async with hooks_rt.db.pool.acquire() as conn, conn.transaction():
+            first = await record_notice(conn, type="person.deleted", user_id=user_id, job_id=None,
+                                        data={"receipt": receipt})
+            assert await record_notice(conn, type="person.deleted", user_id=user_id, job_id=None,
+                                       data={"receipt": receipt}) == first
+        delivered = await wait_until(lambda: _async(list(hook.accepted().values())), bool,
+                                     what="person.deleted at the receiver")
+    assert delivered[0].event["type"] == "person.deleted"
+    assert delivered[0].event["data"] == {"user_id": user_id, "job_id": None, "receipt": receipt}
+
+
+async def test_each_delivery_checks_its_target_again(hooks_rt, user_id, tmp_path):
+    """An endpoint whose host is not allowed (as if its DNS changed after `webhook add`) gets nothing."""
+    async with WebhookReceiver() as hook:
+        endpoint = await hooks_rt.db.webhooks.add(hook.url.replace("127.0.0.1", "localhost"), new_secret(),
+                                                  ["soulprint.failed"])
+        try:
+            job_id = await a_failed_import(hooks_rt, tmp_path, user_id)
+            row = await wait_until(lambda: _one(hooks_rt, job_id, endpoint.endpoint_id),
+                                   lambda r: r is not None and r.attempts >= 1 and r.last_error is not None,
+                                   what="an attempt refused")
+        finally:
+            await hooks_rt.db.webhooks.remove(endpoint.endpoint_id)
+    assert row.last_error.startswith("refused:") and row.last_status is None and hook.received == []
 
 
 async def test_failed_import_sends_failed(hooks_rt, user_id, tmp_path):
@@ -269,6 +308,10 @@ def test_webhook_cli_adds_lists_and_removes(hooks_rt, tmp_path):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _retries() -> float:
+    return METRICS.registry.get_sample_value("soulprint_webhook_deliveries_total", {"outcome": "retry"}) or 0.0
 
 
 async def _async(value):
