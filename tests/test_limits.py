@@ -2,7 +2,7 @@
 
 The middleware is served with uvicorn on a free port in front of a few routes
 of its own; the Authenticator is the real one, over an in-memory token table
-of the same contract as services/db/access.Tokens (resolve by plaintext).
+(support/tokens.py).
 """
 
 from __future__ import annotations
@@ -14,34 +14,18 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from soulprint.models.access import Principal
 from soulprint.services.auth import Authenticator
 from soulprint.services.http.limits import RateLimit, TokenBuckets
 from soulprint.services.http.server import ApiServer, bind
+from support.tokens import ALICE, BOB, TokenTable
 
 ADMIN = "operator-token-for-the-limit-tests-0123456789"
-ALICE, BOB = "sp_00000000000000a1_alice-secret", "sp_00000000000000b0_bob-secret"
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
-
-
-class TokenTable:
-    """Person tokens by plaintext, counting lookups (the database's part of authentication)."""
-
-    def __init__(self) -> None:
-        self.rows = {ALICE: Principal(user_id="alice", token_id="00000000000000a1"),
-                     BOB: Principal(user_id="bob", token_id="00000000000000b0")}
-        self.lookups = 0
-
-    async def resolve(self, plaintext: str) -> Principal | None:
-        self.lookups += 1
-        return self.rows.get(plaintext)
 
 
 def test_a_bucket_gives_its_burst_then_the_rate():
