@@ -27,7 +27,9 @@ class Metrics:
         self.time_to_quick_ready = Histogram("soulprint_time_to_quick_ready_seconds", "From the import's "
                                              "request to its quick soulprint.", buckets=_JOB_BUCKETS, registry=r)
         self.time_to_complete = Histogram("soulprint_time_to_complete_seconds", "From the import's request to "
-                                          "its full soulprint (or its end).", buckets=_JOB_BUCKETS, registry=r)
+                                          "its final soulprint (the full pass's sections, or the import's end "
+                                          "when a small export skips the full pass).",
+                                          buckets=_JOB_BUCKETS, registry=r)
         self.llm_requests = Counter("soulprint_llm_requests", "LLM requests, by model, task and outcome "
                                     "(paid, cached: served by the response cache, offline, error).",
                                     ["model", "task", "outcome"], registry=r)
@@ -37,10 +39,11 @@ class Metrics:
                                 ["model"], registry=r)
         self.llm_errors = Counter("soulprint_llm_errors", "LLM errors, by model and error class.",
                                   ["model", "error"], registry=r)
-        self.embedded_texts = Counter("soulprint_embedded_texts", "Texts embedded, by model and kind "
-                                      "(document, query).", ["model", "kind"], registry=r)
+        self.embedded_texts = Counter("soulprint_embedded_texts", "Texts embedded, by embedding space "
+                                      "(provider/model/dimensions) and kind (document, query).",
+                                      ["model", "kind"], registry=r)
         self.embedding_seconds = Histogram("soulprint_embedding_batch_seconds", "Time one embedding batch took, "
-                                           "by model.", ["model"], buckets=_STAGE_BUCKETS, registry=r)
+                                           "by embedding space.", ["model"], buckets=_STAGE_BUCKETS, registry=r)
         self.dead_letters = Counter("soulprint_dead_letters", "Messages sent to the dead-letter topic, by stage "
                                     "and error class.", ["stage", "error_class"], registry=r)
         self.consumer_lag = Gauge("soulprint_consumer_lag_messages", "Messages not yet consumed, by consumer "

@@ -290,8 +290,8 @@ def _unanswered(result: Any, batch_id: str) -> tuple[str, str]:
 
 
 def _failed(client: "AnthropicClient", e: _Entry, kind: str, error: str) -> LLMResult:
-    return LLMResult(ok=False, error=one_line(redact(error), ERROR_CHARS), error_kind=kind, provider=client.provider, model=e.model,
-                     attempts=1)
+    return LLMResult(ok=False, error=one_line(redact(error), ERROR_CHARS), error_kind=kind, provider=client.provider,
+                     model=e.model, attempts=1)
 
 
 async def _record(client: "AnthropicClient", req: LLMRequest, model: str, usage: Usage) -> None:
