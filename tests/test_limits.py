@@ -121,3 +121,22 @@ async def test_zero_turns_the_limit_off():
             assert {(await client.get("/v1/thing")).status_code for _ in range(10)} == {200}
     finally:
         await server.stop()
+
+
+async def test_the_operator_token_is_compared_in_constant_time(monkeypatch):
+    """hmac.compare_digest decides, for the right token and for one wrong in its last character only."""
+    import hmac
+
+    from soulprint.services import auth as auth_module
+
+    compared, real = [], hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
+    auth = Authenticator(TokenTable(), ADMIN)
+    assert (await auth.authenticate(ADMIN)).admin
+    assert await auth.authenticate(ADMIN[:-1] + "x") is None
+    assert len(compared) == 2 and all(b == ADMIN.encode() for _, b in compared)
