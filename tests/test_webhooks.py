@@ -29,7 +29,7 @@ from soulprint.models.jobs import EmbeddingStatus, FullPassStatus, Job, JobStatu
 from soulprint.runtime import build_runtime
 from soulprint.services.db.notices import record_notice
 from soulprint.services.metrics import METRICS
-from soulprint.services.deadletters import read_topic, topic_name
+from soulprint.services.deadletters import Letter, read_topic, topic_name
 from soulprint.services.webhooks import (TargetRefused, backoff_s, check_target, new_secret, notice_body,
                                          retry_after_s, sign)
 from soulprint.settings import WebhookConfig
@@ -265,13 +265,21 @@ async def test_retry_after_is_honoured(hooks_rt, user_id, tmp_path):
     assert (row.next_attempt_at - row.updated_at).total_seconds() == pytest.approx(120.0)
 
 
-async def test_last_failure_is_a_dead_letter(hooks_rt, user_id, tmp_path):
+async def test_last_failure_is_a_dead_letter_and_its_replay_delivers(hooks_rt, user_id, tmp_path):
     async with receiver(hooks_rt, events=["soulprint.failed"], script=lambda m, n: (500, {})) as (hook, endpoint):
         job_id = await a_failed_import(hooks_rt, tmp_path, user_id)
         row = await wait_until(lambda: _one(hooks_rt, job_id, endpoint.endpoint_id),
                                lambda r: r is not None and r.status == "dead", what="the delivery dead")
         assert row.attempts == MAX_ATTEMPTS and len(hook.received) == MAX_ATTEMPTS
         letters = await wait_until(lambda: _letters(hooks_rt, job_id), bool, what="the dead letter on the topic")
+        # The endpoint fixed, `dlq replay` sends the notice back: its dead delivery starts over, once.
+        hook.script = lambda m, n: (200, {})
+        letter = Letter.from_record(letters[0].key, letters[0].value, letters[0].headers)
+        assert await hooks_rt.dead_letters.replay(letter.id) == [letter.id]
+        await wait_until(lambda: _one(hooks_rt, job_id, endpoint.endpoint_id), lambda r: r.status == "delivered",
+                         what="the replayed delivery delivered")
+        assert hook.accepted_types(job_id) == ["soulprint.failed"]
+        assert {r.msg_id for r in hook.received} == {row.delivery_id}
     headers = dict(letters[0].headers)
     assert headers["__connect.errors.topic"].decode() == topic_name(hooks_rt.settings, NOTICES.name)
     assert headers["__connect.errors.stage"] == b"notify"

@@ -115,7 +115,8 @@ class Webhooks:
 
         Built from the outbox row, so a notice whose person was erased meanwhile (the row is gone)
         is delivered to no one. The same notice again is no new delivery, except that a dead one
-        starts over (a `dlq replay` of its notice, once the endpoint is fixed)."""
+        starts over (a `dlq replay` of its notice, once the endpoint is fixed), read where the replayed
+        record is: should it die again, that is a new dead letter, not the replayed one."""
         rows = await self.pool.fetch(
             """
             INSERT INTO webhook_deliveries AS d (delivery_id, notice_id, endpoint_id, user_id, job_id, type, body,
@@ -126,7 +127,8 @@ class Webhooks:
               JOIN webhook_endpoints e ON e.enabled AND (e.events IS NULL OR n.type = ANY (e.events))
              WHERE n.notice_id = $1
             ON CONFLICT (delivery_id) DO UPDATE
-               SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+               SET status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now(),
+                   source_partition = EXCLUDED.source_partition, source_offset = EXCLUDED.source_offset
              WHERE d.status = 'dead'
             RETURNING delivery_id
             """,
