@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from soulprint.agents.containment import contained, sources
 from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.chunking import chunk_conversation, iter_chunks
+from soulprint.domain.fingerprint import conversation_fingerprint
 from soulprint.models.events import (
     ChunkRef,
     ConversationChunked,
@@ -29,6 +31,7 @@ from soulprint.models.events import (
 )
 from soulprint.models.jobs import JobStatus
 from soulprint.services.db import ChunkWrite
+from soulprint.services.db.chunks import Carried
 
 log = logging.getLogger("soulprint.agents.chunker")
 
@@ -65,12 +68,14 @@ async def chunk_and_emit(rt, events: list[ConversationImported]) -> None:
     if not events:
         return
     try:
-        written = await write_batch(rt, events)
+        carried, written = await write_batch(rt, events)
     except Exception:  # noqa: BLE001 - find the poison message one by one
-        written = []
+        carried, written = [], []
         for event in events:
             async def one(event=event):
-                written.extend(await write_batch(rt, [event]))
+                c, w = await write_batch(rt, [event])
+                carried.extend(c)
+                written.extend(w)
             await contained(rt, "chunker", event, one)
     # Only the medium chunks travel on: they are what fact extraction reads (the
     # reconciler's re-drives send the same); every tier is in Postgres.
@@ -82,14 +87,29 @@ async def chunk_and_emit(rt, events: list[ConversationImported]) -> None:
         )
         for w in written
     ))
+    await emit(rt, (carried_event(c) for c in carried))
 
 
-async def write_batch(rt, events: list[ConversationImported]) -> list[ChunkWrite]:
-    # Chunking a batch is a second or so of pure CPU: in a thread, the event
-    # loop keeps serving the latency-critical path (someone's quick pass)
-    # between the interpreter's switches instead of after the whole batch.
-    writes = await asyncio.to_thread(_chunk_all, events, rt.settings.chunking)
-    return await rt.db.jobs.write_chunks(writes)
+async def write_batch(rt, events: list[ConversationImported]) -> tuple[list[Carried], list[ChunkWrite]]:
+    """Carry over the conversations unchanged since the person's current import (same
+    fingerprint: their rows are copied, nothing is cut), chunk and write the others."""
+    # Decoding, hashing and chunking a batch is a second or so of pure CPU: in a
+    # thread, the event loop keeps serving the latency-critical path (someone's
+    # quick pass) between the interpreter's switches instead of after the whole batch.
+    config = rt.settings.chunking
+    candidates = await asyncio.to_thread(_fingerprint_all, events, config)
+    carried = await rt.db.jobs.carry_conversations(candidates)
+    copied = {(c.job_id, c.conversation_id) for c in carried}
+    rest = [w for w in candidates if (w.job_id, w.conversation.id) not in copied]
+    writes = await asyncio.to_thread(_chunk_all, rest, config)
+    return carried, await rt.db.jobs.write_chunks(writes)
+
+
+def carried_event(c: Carried) -> ConversationChunked:
+    """A carried conversation's chunk event, as if just chunked: the facts and embed stages
+    find its chunks done (nothing to send) unless the previous import had not finished them."""
+    return ConversationChunked(job_id=c.job_id, user_id=c.user_id, conversation_id=c.conversation_id,
+                               chunks=[ChunkRef(chunk_id=k, tier="medium", token_count=n) for k, n in c.medium])
 
 
 async def chunk_stored(rt, event: ConversationImported) -> None:
@@ -100,19 +120,29 @@ async def chunk_stored(rt, event: ConversationImported) -> None:
         return  # chunked already (a redelivery), or its job failed: nothing left to do
     conv = await asyncio.to_thread(lambda: event.to_domain(messages_from_payload(stored)))
     del stored  # the decoded messages are all that is needed now
+    fingerprint = await asyncio.to_thread(conversation_fingerprint, conv, rt.settings.chunking)
+    carried = await rt.db.jobs.carry_conversations([ChunkWrite(
+        job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=[], fingerprint=fingerprint)])
+    if carried:  # unchanged since the current import: copied, its payload deleted
+        return await emit(rt, [carried_event(c) for c in carried])
     batches = iterate_in_thread(iter_chunks(event.user_id, conv, rt.settings.chunking),
                                 batch_size=_STREAM_BATCH, ahead=2)
     try:
-        moved = await rt.db.jobs.write_stored_chunks(event.job_id, event.user_id, conv, batches)
+        moved = await rt.db.jobs.write_stored_chunks(event.job_id, event.user_id, conv, fingerprint, batches)
     finally:
         await batches.aclose()
     await emit(rt, moved.emit)
 
 
-def _chunk_all(events: list[ConversationImported], config) -> list[ChunkWrite]:
+def _fingerprint_all(events: list[ConversationImported], config) -> list[ChunkWrite]:
+    """Each event's conversation with its fingerprint, not chunked yet."""
     writes = []
     for event in events:
         conv = event.to_domain()
-        chunks = chunk_conversation(event.user_id, conv, config)
-        writes.append(ChunkWrite(job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=chunks))
+        writes.append(ChunkWrite(job_id=event.job_id, user_id=event.user_id, conversation=conv, chunks=[],
+                                 fingerprint=conversation_fingerprint(conv, config)))
     return writes
+
+
+def _chunk_all(writes: list[ChunkWrite], config) -> list[ChunkWrite]:
+    return [replace(w, chunks=chunk_conversation(w.user_id, w.conversation, config)) for w in writes]

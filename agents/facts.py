@@ -1,10 +1,16 @@
 """Facts: chunks → facts.
 
-Take a batch of chunk events from the stream, keep the medium chunks of jobs
-whose full pass is on, pack them into LLM requests, parse each answer into
-facts attributed to their own chunk (counting those that name none), write
-them per chunk (idempotent), and when the last chunk of a job has its facts,
-trigger consolidation.
+Take a batch of chunk events from the stream, keep the conversations of jobs
+whose full pass is on, pack each conversation's medium chunks into LLM
+requests (domain/facts.py: per conversation, so the requests never depend on
+which events shared the batch), send those requests that hold a chunk still
+without facts, parse each answer into facts attributed to their own chunk
+(counting those that name none), write them per chunk (idempotent), and when
+the last chunk of a job has its facts, trigger consolidation.
+
+The packing is computed over every medium chunk of the conversation, done
+ones included, so a re-drive of a request that failed sends the same request
+again (and a conversation carried over by a re-import sends nothing).
 
 Parallelism comes from partitions and workers (chunk events are keyed per
 conversation) plus a few batches in flight per worker; the LLM layer's
@@ -44,26 +50,26 @@ def register(rt) -> None:
 
 
 async def extract_batch(rt, events: list) -> None:
-    by_job: dict[str, tuple[str, list[str]]] = {}
+    by_job: dict[str, tuple[str, set[str]]] = {}
     for e in events:
-        if not isinstance(e, ConversationChunked):
-            continue
-        user, ids = by_job.setdefault(e.job_id, (e.user_id, []))
-        ids.extend(_field(c, "chunk_id") for c in e.chunks if _field(c, "tier") == "medium")
+        if isinstance(e, ConversationChunked):
+            by_job.setdefault(e.job_id, (e.user_id, set()))[1].add(e.conversation_id)
     plan = await rt.db.jobs.extraction_plan(list(by_job), rt.settings.min_full_pass_conversations)
     await asyncio.gather(*(
-        extract_job(rt, job_id, user_id, chunk_ids)
-        for job_id, (user_id, chunk_ids) in by_job.items()
-        if plan.get(job_id) == "extract" and chunk_ids
+        extract_job(rt, job_id, user_id, sorted(conversation_ids))
+        for job_id, (user_id, conversation_ids) in by_job.items()
+        if plan.get(job_id) == "extract"
     ))
 
 
-async def extract_job(rt, job_id: str, user_id: str, chunk_ids: list[str]) -> None:
+async def extract_job(rt, job_id: str, user_id: str, conversation_ids: list[str]) -> None:
     jobs = rt.db.jobs
-    chunks = await rt.db.chunks.to_extract(job_id, chunk_ids)
-    if not chunks:
+    chunks, done_ids = await rt.db.chunks.to_extract(job_id, user_id, conversation_ids)
+    requests = [(request, group) for request, group in
+                build_fact_requests(user_id, job_id, chunks, token_budget=rt.settings.facts_request_tokens)
+                if any(c.chunk_id not in done_ids for c in group)]
+    if not requests:
         return await finish_if_extracted(rt, job_id)
-    requests = build_fact_requests(user_id, job_id, chunks, token_budget=rt.settings.facts_request_tokens)
     results = await rt.llm.complete_many([request for request, _ in requests])
     facts, done, failed, error = [], [], [], ""
     dropped: dict[str, int] = {}  # per answer, kept with the first chunk of its request
@@ -74,7 +80,7 @@ async def extract_job(rt, job_id: str, user_id: str, chunk_ids: list[str]) -> No
             dropped[group[0].chunk_id] = parsed.dropped
             done.extend(c.chunk_id for c in group)
         else:
-            failed.extend(c.chunk_id for c in group)
+            failed.extend(c.chunk_id for c in group if c.chunk_id not in done_ids)
             error = result.error or "extraction failed"
     if failed:
         await rt.db.facts.extraction_failed(job_id, failed, error)
@@ -91,8 +97,3 @@ async def finish_if_extracted(rt, job_id: str) -> None:
     transition lets exactly one of them start it.
     """
     await emit(rt, (await rt.db.jobs.recount_extraction(job_id)).emit)
-
-
-def _field(ref, name: str):
-    # nested records arrive as dicts when another producer wrote the event
-    return ref[name] if isinstance(ref, dict) else getattr(ref, name)

@@ -5,9 +5,14 @@ each request, and turns each answer into :class:`Fact` records with
 :func:`parse_fact_answer` (which also counts the facts it could not
 attribute). Both are pure.
 
-Small chunks are packed several to a request because the system prompt is a
-fixed cost per call (cached, but still billed at a tenth) and the model reads
-related chunks of one conversation better together. Each chunk is labelled
+Small chunks of one conversation are packed several to a request because the
+system prompt is a fixed cost per call (cached, but still billed at a tenth)
+and the model reads related chunks of one conversation better together. A
+request never mixes conversations: which conversations share a facts batch
+depends on timing, and packing across them made two runs of the same export
+send different requests (paying again, and getting different facts). Packed
+per conversation, a conversation's requests are a function of its chunks
+alone, so a re-import's unchanged conversations hit the response cache. Each chunk is labelled
 c1, c2, ... in the prompt and every fact names its chunk, so a fact is
 attributed to the chunk it came from, not to the request; the request's tool
 schema allows only its own refs (domain/prompts/facts.py).
@@ -44,6 +49,7 @@ class ChunkForExtraction:
     message_ids: list[str] = field(default_factory=list)
     message_time: float | None = None  # newest message of the chunk (unix seconds)
     token_count: int = 0  # as stored with the chunk; re-estimated when 0
+    index: int = 0  # position among the conversation's medium chunks
 
 
 def _date(ts: float | None) -> str:
@@ -74,11 +80,12 @@ def _cost(chunk: ChunkForExtraction) -> int:
 
 
 def _order_key(chunk: ChunkForExtraction) -> tuple[Any, ...]:
-    # One conversation's chunks together and in time order: the model reads a
-    # conversation's consecutive chunks better side by side, and a fixed order
-    # makes the prompts (and so the response cache keys) reproducible.
-    t = chunk.message_time
-    return (chunk.conversation_id, t is not None, t if t is not None else 0.0, chunk.chunk_id)
+    # One conversation's chunks together and in their order: the model reads a
+    # conversation's consecutive chunks better side by side, a fixed order
+    # makes the prompts (and so the response cache keys) reproducible, and
+    # packing from the conversation's start keeps the first requests of a
+    # conversation that only grew (new messages at its end) as they were.
+    return (chunk.conversation_id, chunk.index, chunk.chunk_id)
 
 
 def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMRequest:
@@ -103,10 +110,11 @@ def build_fact_requests(
 ) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
     """Requests covering every chunk exactly once, each with its chunks in ref order.
 
-    Chunks are packed greedily, in a deterministic order, while the rendered
-    excerpts stay within ``token_budget`` estimated tokens and
-    ``max_chunks_per_request``; a chunk bigger than the budget goes alone.
-    The same chunks (in any input order) give the same requests.
+    Each conversation's chunks are packed greedily, in their order, while the
+    rendered excerpts stay within ``token_budget`` estimated tokens and
+    ``max_chunks_per_request``; a chunk bigger than the budget goes alone. A
+    request holds one conversation only, so a conversation's chunks give the
+    same requests whatever else (and in whatever order) is passed with them.
     """
     if max_chunks_per_request < 1:
         raise ValueError("max_chunks_per_request must be >= 1")
@@ -122,7 +130,8 @@ def build_fact_requests(
     used = 0
     for c in ordered:
         cost = _cost(c)
-        if group and (used + cost > token_budget or len(group) >= max_chunks_per_request):
+        if group and (used + cost > token_budget or len(group) >= max_chunks_per_request
+                      or c.conversation_id != group[0].conversation_id):
             out.append((_request(user_id, job_id, group), group))
             group, used = [], 0
         group.append(c)

@@ -85,6 +85,15 @@ def test_requests_are_deterministic_whatever_the_input_order():
     assert order == sorted(order)
 
 
+def test_a_request_holds_one_conversation_whatever_else_is_in_the_batch():
+    """Packing never depends on which conversations shared a facts batch (that is timing)."""
+    alone = build_fact_requests("u1", "j1", [chunk(i, words=5, conv="a") for i in range(4)])
+    mixed = build_fact_requests("u1", "j1", [chunk(i, words=5, conv="a") for i in range(4)]
+                                + [chunk(i, words=5, conv="b") for i in range(4, 9)])
+    assert all(len({c.conversation_id for c in g}) == 1 for _, g in mixed)
+    assert [r.messages for r, g in mixed if g[0].conversation_id == "a"] == [r.messages for r, _ in alone]
+
+
 def test_duplicate_chunks_are_sent_once():
     c = chunk(1)
     pairs = build_fact_requests("u1", "j1", [c, copy.deepcopy(c)])
@@ -170,7 +179,7 @@ def test_text_is_capped():
 
 @pytest.mark.parametrize("n", [1, 3, 8])
 def test_a_requests_schema_allows_exactly_its_own_refs(n):
-    [(req, group)] = build_fact_requests("u1", "j1", [chunk(i, words=5) for i in range(n)],
+    [(req, group)] = build_fact_requests("u1", "j1", [chunk(i, words=5, conv="c") for i in range(n)],
                                          max_chunks_per_request=8)
     refs = [f"c{i}" for i in range(1, n + 1)]
     assert len(group) == n and [c["ref"] for c in req.payload["chunks"]] == refs

@@ -2,7 +2,7 @@
 
     db = await Database.connect(url)
     await db.jobs.claim_ingest(job_id, worker, stale_after_s)   # the job state machine
-    await db.chunks.to_extract(job_id, chunk_ids)               # conversations and chunks
+    await db.chunks.to_extract(job_id, user_id, conversations)  # conversations and chunks
     await db.facts.load(job_id)                                 # facts, consolidated facts
     await db.embeddings.to_embed(job_id, chunk_ids, space_id)   # chunk vectors
     await db.soulprints.get(user_id)                            # soulprints and MEMORY

@@ -17,8 +17,11 @@ from typing import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 
+from soulprint.domain.chunking import chunk_id
 from soulprint.domain.facts import ChunkForExtraction
 from soulprint.models.domain import Chunk, Conversation
+from soulprint.models.facts import fact_id
+from soulprint.services.db.facts import FACT_COLUMNS
 from soulprint.services.db.pool import ts
 
 TIERS = ("micro", "medium", "macro")
@@ -32,6 +35,7 @@ class ChunkWrite:
     user_id: str
     conversation: Conversation
     chunks: list[Chunk]
+    fingerprint: str | None = None  # domain/fingerprint.py; None: never carried into a later import
 
 
 def tier_counts(chunks: Iterable[Chunk]) -> dict[str, int]:
@@ -55,17 +59,18 @@ async def insert_conversations(conn: asyncpg.Connection, writes: Sequence[ChunkW
         c, counts = w.conversation, tier_counts(w.chunks)
         rows.append((
             w.user_id, c.id, w.job_id, c.title, c.source, ts(c.created_at), ts(c.updated_at),
-            len(c.messages), ts(c.newest_time), counts["micro"], counts["medium"], counts["macro"],
+            len(c.messages), ts(c.newest_time), counts["micro"], counts["medium"], counts["macro"], w.fingerprint,
         ))
     fresh = await conn.fetch(
         """
         INSERT INTO conversations AS c (user_id, conversation_id, job_id, title, source, created_at,
-               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro)
-        SELECT u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma
+               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro,
+               fingerprint)
+        SELECT u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma, fp
           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                       $6::timestamptz[], $7::timestamptz[], $8::int[], $9::timestamptz[],
-                      $10::int[], $11::int[], $12::int[])
-               AS x(u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma)
+                      $10::int[], $11::int[], $12::int[], $13::text[])
+               AS x(u, cid, j, t, s, ca, ua, mc, nm, cm, cme, cma, fp)
         ON CONFLICT (job_id, conversation_id) DO NOTHING
         RETURNING job_id, conversation_id
         """,
@@ -83,19 +88,21 @@ async def insert_conversations(conn: asyncpg.Connection, writes: Sequence[ChunkW
 
 
 async def insert_streamed(conn: asyncpg.Connection, job_id: str, user_id: str, conv: Conversation,
+                          fingerprint: str | None,
                           batches: AsyncIterator[list[Chunk]]) -> tuple[dict[str, int], list[Chunk]] | None:
     """One large conversation, its chunks written as they come: (tier counts, its medium
     chunks without their content), or None if the job had it already."""
     fresh = await conn.fetchval(
         """
         INSERT INTO conversations (user_id, conversation_id, job_id, title, source, created_at,
-               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0)
+               updated_at, message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro,
+               fingerprint)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, 0, $10)
         ON CONFLICT (job_id, conversation_id) DO NOTHING
         RETURNING true
         """,
         user_id, conv.id, job_id, conv.title, conv.source, ts(conv.created_at), ts(conv.updated_at),
-        len(conv.messages), ts(conv.newest_time),
+        len(conv.messages), ts(conv.newest_time), fingerprint,
     )
     if not fresh:
         return None
@@ -168,6 +175,110 @@ async def _carry_embeddings(conn: asyncpg.Connection, user_ids: list[str]) -> No
             """,
             r["user_id"], r["current_job_id"],
         )
+
+
+@dataclass
+class Carried:
+    """A conversation copied from the person's previous import: its medium chunks (for the
+    chunk event) and how many of them came with their facts."""
+
+    job_id: str
+    user_id: str
+    conversation_id: str
+    medium: list[tuple[str, int]]  # (chunk id, token count), in order
+    counts: dict[str, int]
+    extracted: int
+
+
+async def carry(conn: asyncpg.Connection, job_id: str, user_id: str, source_job: str,
+                candidates: Sequence[ChunkWrite]) -> list[Carried]:
+    """Copy every candidate whose fingerprint equals its row in ``source_job`` into ``job_id``:
+    the conversation (with the new export's metadata), its chunks, their vectors in every space,
+    and the facts and extraction rows of its chunks that have them. Returns those copied (a
+    conversation the job has already is skipped, as insert_conversations does).
+
+    Rows are read by key: chunk ids follow from the per-tier counts (uuid5(user, conversation,
+    tier, index)) and fact ids from the per-chunk fact counts (uuid5(chunk, ordinal)), so a
+    batch costs its own rows, not a scan of the previous import. The caller holds both jobs
+    FOR KEY SHARE: the source cannot be retired (FOR UPDATE) in between.
+    """
+    if not candidates:
+        return []
+    cols = list(zip(*[
+        (w.conversation.id, w.conversation.title, w.conversation.source, ts(w.conversation.created_at),
+         ts(w.conversation.updated_at), len(w.conversation.messages), ts(w.conversation.newest_time), w.fingerprint)
+        for w in candidates
+    ]))
+    rows = await conn.fetch(
+        """
+        INSERT INTO conversations (user_id, conversation_id, job_id, title, source, created_at, updated_at,
+               message_count, newest_message_at, chunks_micro, chunks_medium, chunks_macro, fingerprint)
+        SELECT $2, x.cid, $1, x.t, x.s, x.ca, x.ua, x.mc, x.nm,
+               o.chunks_micro, o.chunks_medium, o.chunks_macro, o.fingerprint
+          FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::int[],
+                      $10::timestamptz[], $11::text[]) AS x(cid, t, s, ca, ua, mc, nm, fp)
+          JOIN conversations o ON o.job_id = $3 AND o.conversation_id = x.cid AND o.fingerprint = x.fp
+        ON CONFLICT (job_id, conversation_id) DO NOTHING
+        RETURNING conversation_id, chunks_micro, chunks_medium, chunks_macro
+        """,
+        job_id, user_id, source_job, *[list(c) for c in cols],
+    )
+    if not rows:
+        return []
+    every, medium = [], []
+    for r in rows:
+        for tier in TIERS:
+            ids = [chunk_id(user_id, r["conversation_id"], tier, i) for i in range(r[f"chunks_{tier}"])]
+            every.extend(ids)
+            if tier == "medium":
+                medium.extend(ids)
+    columns = ", ".join(_CHUNK_COLUMNS)
+    copied = ", ".join("$1" if c == "job_id" else c for c in _CHUNK_COLUMNS)
+    await conn.execute(
+        f"INSERT INTO conversation_chunks ({columns}) SELECT {copied} FROM conversation_chunks"
+        " WHERE job_id = $2 AND chunk_id = ANY($3::uuid[]) ON CONFLICT (job_id, chunk_id) DO NOTHING",
+        job_id, source_job, every,
+    )
+    await conn.execute(
+        "INSERT INTO chunk_embeddings (job_id, chunk_id, model, dimensions, embedding)"
+        " SELECT $1, chunk_id, model, dimensions, embedding FROM chunk_embeddings"
+        " WHERE job_id = $2 AND chunk_id = ANY($3::uuid[]) ON CONFLICT DO NOTHING",
+        job_id, source_job, every,
+    )
+    extracted = await conn.fetch(
+        """
+        INSERT INTO fact_extractions (job_id, chunk_id, status, facts, dropped)
+        SELECT $1, chunk_id, 'done', facts, dropped FROM fact_extractions
+         WHERE job_id = $2 AND chunk_id = ANY($3::uuid[]) AND status = 'done'
+        ON CONFLICT (job_id, chunk_id) DO NOTHING
+        RETURNING chunk_id::text AS chunk_id, facts
+        """,
+        job_id, source_job, medium,
+    )
+    fact_ids = [fact_id(r["chunk_id"], i) for r in extracted for i in range(r["facts"])]
+    if fact_ids:
+        fact_copied = ", ".join("$1" if c == "job_id" else c for c in FACT_COLUMNS)
+        await conn.execute(
+            f"INSERT INTO facts ({', '.join(FACT_COLUMNS)}) SELECT {fact_copied} FROM facts"
+            " WHERE job_id = $2 AND fact_id = ANY($3::uuid[]) ON CONFLICT DO NOTHING",
+            job_id, source_job, fact_ids,
+        )
+    refs = await conn.fetch(
+        "SELECT conversation_id, chunk_id::text AS chunk_id, token_count FROM conversation_chunks"
+        " WHERE job_id = $1 AND chunk_id = ANY($2::uuid[]) ORDER BY conversation_id, chunk_index",
+        job_id, medium,
+    )
+    by_conversation: dict[str, list[tuple[str, int]]] = {}
+    for r in refs:
+        by_conversation.setdefault(r["conversation_id"], []).append((r["chunk_id"], r["token_count"]))
+    done = {r["chunk_id"] for r in extracted}
+    return [
+        Carried(job_id=job_id, user_id=user_id, conversation_id=r["conversation_id"],
+                medium=by_conversation.get(r["conversation_id"], []),
+                counts={tier: r[f"chunks_{tier}"] for tier in TIERS},
+                extracted=sum(c in done for c, _ in by_conversation.get(r["conversation_id"], [])))
+        for r in rows
+    ]
 
 
 async def mark_recent(conn: asyncpg.Connection, job_id: str, newest, recent_days: int) -> None:
@@ -250,29 +361,40 @@ class Chunks:
         )
         return dict.fromkeys(TIERS, 0) | {r["tier"]: r["n"] for r in rows}
 
-    async def to_extract(self, job_id: str, chunk_ids: Sequence[str]) -> list[ChunkForExtraction]:
-        """The job's medium chunks among ``chunk_ids`` that do not have their facts yet."""
+    async def to_extract(self, job_id: str, user_id: str,
+                         conversation_ids: Sequence[str]) -> tuple[list[ChunkForExtraction], set[str]]:
+        """Every medium chunk of these conversations of the job, and the ids of those with their
+        facts already: requests are packed over a whole conversation (agents/facts.py). Read by
+        key: the ids follow from the conversations' medium counts (uuid5(user, conversation,
+        tier, index))."""
+        counts = await self.pool.fetch(
+            "SELECT conversation_id, chunks_medium FROM conversations"
+            " WHERE job_id = $1 AND conversation_id = ANY($2::text[])",
+            job_id, list(conversation_ids),
+        )
+        ids = [chunk_id(user_id, r["conversation_id"], "medium", i) for r in counts for i in range(r["chunks_medium"])]
         rows = await self.pool.fetch(
             """
             SELECT k.chunk_id::text AS chunk_id, k.conversation_id, k.conversation_title, k.content,
-                   k.message_ids, extract(epoch from k.message_at) AS message_time, k.token_count
+                   k.message_ids, extract(epoch from k.message_at) AS message_time, k.token_count,
+                   k.chunk_index, e.status = 'done' AS done
               FROM conversation_chunks k
-             WHERE k.job_id = $1 AND k.chunk_id = ANY($2::uuid[]) AND k.tier = 'medium'
-               AND NOT EXISTS (SELECT 1 FROM fact_extractions e
-                                WHERE e.job_id = $1 AND e.chunk_id = k.chunk_id AND e.status = 'done')
+              LEFT JOIN fact_extractions e ON e.job_id = k.job_id AND e.chunk_id = k.chunk_id
+             WHERE k.job_id = $1 AND k.chunk_id = ANY($2::uuid[])
              ORDER BY k.conversation_id, k.chunk_index
             """,
-            job_id, list(chunk_ids),
+            job_id, ids,
         )
-        return [
+        chunks = [
             ChunkForExtraction(
                 chunk_id=r["chunk_id"], conversation_id=r["conversation_id"], title=r["conversation_title"],
                 content=r["content"], message_ids=list(r["message_ids"]),
                 message_time=float(r["message_time"]) if r["message_time"] is not None else None,
-                token_count=r["token_count"],
+                token_count=r["token_count"], index=r["chunk_index"],
             )
             for r in rows
         ]
+        return chunks, {r["chunk_id"] for r in rows if r["done"]}
 
     async def unextracted(self, job_id: str, max_attempts: int) -> tuple[dict[str, list[tuple[str, int]]], int]:
         """The job's medium chunks still without facts, by conversation; and how many gave up."""

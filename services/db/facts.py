@@ -15,7 +15,7 @@ from soulprint.models.text import one_line
 from soulprint.services.db.pool import ts
 
 
-_FACT_COLUMNS = ["fact_id", "user_id", "job_id", "chunk_id", "conversation_id", "message_ids", "category", "text",
+FACT_COLUMNS = ["fact_id", "user_id", "job_id", "chunk_id", "conversation_id", "message_ids", "category", "text",
                  "subject", "project", "date", "context", "message_at", "ordinal"]
 
 
@@ -33,14 +33,14 @@ async def write(conn: asyncpg.Connection, job_id: str, chunk_ids: Sequence[str],
         await conn.execute("CREATE TEMP TABLE IF NOT EXISTS fact_stage (LIKE facts) ON COMMIT DELETE ROWS")
         await conn.copy_records_to_table(
             "fact_stage",
-            columns=_FACT_COLUMNS,
+            columns=FACT_COLUMNS,
             records=[
                 (f.fact_id, f.user_id, f.job_id, f.chunk_id, f.conversation_id, f.message_ids, f.category,
                  f.text, f.subject, f.project, f.date, f.context, ts(f.message_time), f.ordinal)
                 for f in facts
             ],
         )
-        columns = ", ".join(_FACT_COLUMNS)
+        columns = ", ".join(FACT_COLUMNS)
         await conn.execute(f"INSERT INTO facts ({columns}) SELECT {columns} FROM fact_stage")
     per_chunk: dict[str, int] = dict.fromkeys(chunk_ids, 0)
     for f in facts:

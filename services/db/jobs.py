@@ -406,7 +406,44 @@ class Jobs:
             await _count_chunked(conn, per_job)
             return new_writes
 
-    async def write_stored_chunks(self, job_id: str, user_id: str, conv: Conversation,
+    async def carry_conversations(self, candidates: Sequence[ChunkWrite]) -> list[chunks.Carried]:
+        """Copy the conversations unchanged since their person's current import (same fingerprint)
+        from it instead of chunking them (chunks.carry); returns those copied, counted as chunked
+        and as carried. Locks as write_chunks, plus the source imports FOR KEY SHARE, all in job
+        id order: a source cannot be retired while its rows are copied."""
+        by_job: dict[str, list[ChunkWrite]] = {}
+        for w in candidates:
+            if w.fingerprint is not None:
+                by_job.setdefault(w.job_id, []).append(w)
+        if not by_job:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            sources = {r["job_id"]: r["source"] for r in await conn.fetch(
+                "SELECT j.job_id, p.current_job_id AS source FROM import_jobs j"
+                " JOIN people p ON p.user_id = j.user_id AND p.current_job_id <> j.job_id"
+                " WHERE j.job_id = ANY($1::text[])",
+                sorted(by_job),
+            )}
+            live = await _share_live(conn, set(sources) | set(sources.values()))
+            carried: list[chunks.Carried] = []
+            for job_id, source in sources.items():
+                if job_id in live and source in live:
+                    carried.extend(await chunks.carry(conn, job_id, by_job[job_id][0].user_id, source, by_job[job_id]))
+            per_job: dict[str, list[int]] = {}
+            for c in carried:
+                acc = per_job.setdefault(c.job_id, [0, 0, 0, 0, 0])
+                for i, n in enumerate((1, c.counts["micro"], c.counts["medium"], c.counts["macro"], c.extracted)):
+                    acc[i] += n
+            await _count_chunked(conn, {job: acc[:4] for job, acc in per_job.items()})
+            await conn.executemany(
+                "UPDATE import_jobs SET conversations_carried = conversations_carried + $2,"
+                " extraction_carried = extraction_carried + $3 WHERE job_id = $1",
+                [(job, acc[0], acc[4]) for job, acc in per_job.items()],
+            )
+            await chunks.delete_payloads(conn, [c.job_id for c in carried], [c.conversation_id for c in carried])
+            return carried
+
+    async def write_stored_chunks(self, job_id: str, user_id: str, conv: Conversation, fingerprint: str | None,
                                   batches: AsyncIterator[list[Chunk]]) -> Moved:
         """One conversation that came by reference: its chunks written as they are cut, its
         payload deleted, in one transaction (locks as write_chunks). Emits its chunk event
@@ -414,7 +451,7 @@ class Jobs:
         async with self.pool.acquire() as conn, conn.transaction():
             written = None
             if await _share_live(conn, {job_id}):
-                written = await chunks.insert_streamed(conn, job_id, user_id, conv, batches)
+                written = await chunks.insert_streamed(conn, job_id, user_id, conv, fingerprint, batches)
             await chunks.delete_payloads(conn, [job_id], [conv.id])
             if written is None:
                 return Moved(None)
