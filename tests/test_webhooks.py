@@ -25,7 +25,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from soulprint.models.events import JobNotice
-from soulprint.models.jobs import EmbeddingStatus, FullPassStatus, Job, JobStatus, QuickStatus
+from soulprint.models.jobs import EmbeddingStatus, FullPassStatus, JobStatus, QuickStatus
 from soulprint.runtime import build_runtime
 from soulprint.services.db.notices import record_notice
 from soulprint.services.metrics import METRICS
