@@ -155,6 +155,10 @@ async def person_a(worker, person_b):
     events = await _events_of(worker.settings, [user, *jobs])
     assert {topic.rsplit(".", 1)[-1] for topic, *_ in events} >= {"imports", "conversations", "chunks", "facts"}
     assert await worker.storage.list_person(user)
+    # The search sees A everywhere A is (so that finding nothing afterwards means something).
+    assert set(await mentions(worker.db.pool, [user, *jobs, phrase])) >= {
+        "import_jobs", "conversations", "conversation_chunks", "chunk_embeddings", "facts", "soulprint_versions",
+        "query_soulprints", "api_tokens", "llm_cache_people", "llm_usage", "notices"}
     return PersonA(user, token, phrase, jobs, events, await _rows_of(worker.db.pool, user, jobs))
 
 
