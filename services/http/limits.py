@@ -11,9 +11,9 @@ must see a service that is busy.
 Which bucket a token belongs to is remembered for a minute (by its SHA-256),
 so a request costs no extra database round trip; a token not yet known is
 looked up only while its address has requests left, so made-up tokens cause
-no more lookups than the address's own rate. Revocation still takes effect at once: the
-routes authenticate every request themselves, this only decides whose budget
-a request spends.
+no more lookups than the address's own rate. Revocation still takes effect at
+once: the routes authenticate every request themselves, this only decides
+whose budget a request spends.
 
 Limits are per process: with several servers behind a balancer, each allows
 the rate (set it accordingly). SOULPRINT_RATE_LIMIT_PER_MIN=0 turns them off.
