@@ -31,6 +31,7 @@ document.getElementById("delete-form").addEventListener("submit", async (e) => {
   errorLine.textContent = "";
   if (!document.getElementById("confirm-delete").checked) {
     errorLine.textContent = "Tick the box first to confirm.";
+    document.getElementById("confirm-delete").focus();
     return;
   }
   const button = document.getElementById("delete");
