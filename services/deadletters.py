@@ -185,7 +185,7 @@ async def read_topic(settings: Settings, topic: str, *, start: dict[int, int] | 
         for tp in tps:
             consumer.seek(tp, max(firsts[tp], (start or {}).get(tp.partition, firsts[tp])))
         out: list[Record] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(*tps, timeout_ms=1000)
             for tp, messages in batch.items():
                 out.extend(Record(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or []))
@@ -219,8 +219,8 @@ class DeadLetters:
     async def on_broker(self) -> dict[str, Letter]:
         """The letters the dead-letter topic holds, by id (the embedded broker forgets them when its
         process ends; Postgres still lists them)."""
-        return {letter.id: letter for letter in
-                (Letter.from_record(r.key, r.value, r.headers) for r in await read_topic(self.settings, self.topic))}
+        records = await read_topic(self.settings, self.topic)
+        return {letter.id: letter for letter in (Letter.from_record(r.key, r.value, r.headers) for r in records)}
 
     async def list(self) -> list[dict]:
         """Every recorded letter, with whether its record is still on the broker."""
