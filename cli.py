@@ -193,11 +193,11 @@ class _Records(logging.Filter):
 def _configure_logging(verbose: bool, settings: Settings) -> None:
     """Every handler in SOULPRINT_LOG_FORMAT, with the job and stage of its records, and redacted
     (services/logs.py): the secrets this process holds never reach a log line."""
-    from soulprint.services.logs import install
+    from soulprint.services.logs import install, remember_secrets
 
     data_dir = settings.data_dir
-    secrets = (settings.service.admin_token, settings.service.token, settings.llm.api_key)
-    terminal = install(logging.StreamHandler(sys.stderr), settings.log_format, secrets)
+    remember_secrets(settings.service.admin_token, settings.service.token, settings.llm.api_key)
+    terminal = install(logging.StreamHandler(sys.stderr), settings.log_format)
     root = logging.getLogger()
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     root.addHandler(terminal)
@@ -214,7 +214,7 @@ def _configure_logging(verbose: bool, settings: Settings) -> None:
         library_log = logging.FileHandler(data_dir / "soulprint.log", encoding="utf-8")
     except OSError:
         return
-    install(library_log, settings.log_format, secrets)
+    install(library_log, settings.log_format)
     library_log.addFilter(_Records(libraries=True))
     root.addHandler(library_log)
 
