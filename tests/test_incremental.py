@@ -223,3 +223,31 @@ async def test_the_previous_version_stays_readable_until_the_new_import_complete
     assert await db.pool.fetchval("SELECT count(*) FROM conversation_chunks WHERE job_id = $1",
                                   first.job_id) == rows
     assert await db.pool.fetchval("SELECT count(*) FROM conversation_chunks WHERE job_id = $1", job_id) == 0
+
+
+async def test_an_unchanged_conversation_sent_by_reference_is_carried_and_its_payload_dropped(runtime, db, user_id):
+    from soulprint.agents.chunker import chunk_stored
+    from soulprint.domain.parsing import ExportReader
+    from soulprint.models.events import ConversationImported, payload
+
+    s = runtime.settings
+    first = await import_and_wait(runtime, user_id, SAMPLE)
+    conv = max(ExportReader(SAMPLE.as_uri(), limits=s.parse_limits), key=lambda c: len(c.messages))
+    job_id = str(uuid.uuid4())
+    await db.jobs.create(job_id, user_id, SAMPLE.as_uri())
+    assert await db.jobs.claim_ingest(job_id, "test", s.stale_claim_s)
+    stored = payload(conv)
+    assert await db.chunks.store_payload(job_id, user_id, conv.id, stored)
+
+    await chunk_stored(runtime, ConversationImported.from_domain(job_id, user_id, 0, conv, stored=stored))
+
+    job = await db.jobs.get(job_id)
+    assert (job.conversations_chunked, await carried(db, job_id)) == (1, (1, job.chunks_medium))
+    assert await db.chunks.payload_count(job_id) == 0
+    async def chunks_of(job: str) -> list[tuple]:
+        return [tuple(r) for r in await db.pool.fetch(
+            "SELECT chunk_id, content FROM conversation_chunks WHERE job_id = $1 AND conversation_id = $2"
+            " ORDER BY chunk_id", job, conv.id)]
+
+    assert await chunks_of(job_id) == await chunks_of(first.job_id) != []
+    assert await db.jobs.fail(job_id, "test", "done with it")
