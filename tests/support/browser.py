@@ -29,7 +29,8 @@ PHONE = (390, 844)
 
 def chromium_paths() -> tuple[str | None, str | None]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+    debian = Path("/usr/bin/chromedriver")
+    driver = shutil.which("chromedriver") or (str(debian) if debian.exists() else None)
     return browser, driver
 
 

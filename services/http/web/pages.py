@@ -207,7 +207,7 @@ class WebApp:
             view = await self.ctx.query.soulprint(user)
         except NoSoulprint:
             return self.page(request, "empty.html", session=session, active="soulprint")
-        facts = await self.ctx.query.facts(user, None, MAX_FACTS)
+        facts = [_one_link_per_conversation(f) for f in await self.ctx.query.facts(user, None, MAX_FACTS)]
         sections = [(name, SECTION_NOTES[name], _untitled(view.sections.get(name), name)) for name in SECTIONS]
         return self.page(request, "soulprint.html", session=session, active="soulprint", view=view,
                          sections=sections, memory=_untitled(view.memory_md, "MEMORY"),
@@ -261,7 +261,8 @@ class WebApp:
         session = await self._signed_in(request)
         if session is None:
             return self._to_sign_in(request)
-        facts = await self.ctx.query.facts(session[0].user_id, None, MAX_FACTS)
+        found = await self.ctx.query.facts(session[0].user_id, None, MAX_FACTS)
+        facts = [_one_link_per_conversation(f) for f in found]
         groups: dict[str, list] = {}
         for fact in facts:
             groups.setdefault(fact.get("category") or "other", []).append(fact)
@@ -286,6 +287,21 @@ def workspace_zip(sections: dict[str, str], memory_md: str | None) -> bytes:
         if memory_md:
             archive.writestr("MEMORY.md", memory_md.rstrip() + "\n")
     return out.getvalue()
+
+
+def _one_link_per_conversation(fact: dict) -> dict:
+    """The fact with its sources merged by conversation (a fact read in several passages of one
+    conversation links to it once, marking all of their messages), newest first."""
+    merged: dict[str, dict] = {}
+    for source in fact.get("sources") or ():
+        cid = source.get("conversation_id")
+        if not cid:
+            continue
+        into = merged.setdefault(cid, {**source, "message_ids": []})
+        into["message_ids"] += [m for m in source.get("message_ids") or () if m not in into["message_ids"]]
+        into["message_at"] = max(filter(None, (into.get("message_at"), source.get("message_at"))), default=None)
+    ordered = sorted(merged.values(), key=lambda s: str(s.get("message_at") or ""), reverse=True)
+    return {**fact, "sources": ordered}
 
 
 def _untitled(text: str | None, name: str) -> str:
