@@ -12,6 +12,20 @@ micro chunk. A chunk's rank is the sum of the inverse document frequencies
 matches, then ``ts_rank_cd``: a rare name or place outweighs several common
 words, which a plain ``ts_rank_cd`` (no document frequencies) cannot do.
 
+Which rows are scored (``plan_full_text``): a common word matches 5-9% of a
+large person's chunks, and every matching row costs ~15 µs to fetch and
+score, so OR-ing the terms and scoring every match took 50-150 ms for
+100,000 chunks (bench/README.md, "Search at scale"). Because a row's score is
+the sum of the idfs of the terms it matches, the rows scoring at least a
+threshold are exactly those matching one of the term sets whose idfs reach it:
+a boolean query (``'a' & 'b' | 'c'``) that the GIN index answers without
+touching the other rows. The threshold is the highest one that the document
+frequencies (assumed independent) expect to leave enough rows for the
+candidates asked for; everything above it is read in full, so the top of the
+ranking is the same as scoring every match. Where the threshold level alone
+would be thousands of rows (a question of only common words), those rows all
+tie on score and a bounded sample of them is ranked by ``ts_rank_cd``.
+
 Fusion: reciprocal rank (``sum 1 / (K + rank)`` over the retrievers that
 returned a chunk; K = 60, the usual constant), which needs no score
 calibration between a text rank and a cosine distance.
@@ -26,12 +40,24 @@ thread grow towards each other and stop where they meet.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from itertools import groupby
 from typing import Sequence
 
 RRF_K = 60
 RETRIEVERS = ("full_text", "vector")
+# The full-text candidate query is built from the query's rarest terms (2^n term sets are
+# weighed); the others still add to the score of the rows found.
+PLAN_TERMS = 8
+# The threshold leaves this many times the candidates asked for, as estimated (words of one
+# question co-occur more often than independence says, so the estimate errs low).
+PLAN_HEADROOM = 2
+# A stem's prefix covering at most this many lexemes of the import is spelled out (vocabulary_term).
+PREFIX_LEXEMES = 32
+# At most this many rows of the threshold level are ranked when it alone would be more.
+SAMPLE_CAP = 400
 
 
 def tsquery_terms(words: Sequence[tuple[str, str | None]]) -> list[str]:
@@ -49,9 +75,99 @@ def tsquery_terms(words: Sequence[tuple[str, str | None]]) -> list[str]:
     return terms
 
 
+def vocabulary_term(word: str, stem: str | None, lexemes: Sequence[str]) -> str | None:
+    """The term of one word when the import's vocabulary is known: the stem's prefix spelled out as
+    the ``lexemes`` of the import that it covers (``'moving' | 'move':*`` becomes ``('moving' |
+    'move' | 'moved')``), which matches the same chunks of that import. A prefix makes the GIN
+    index gather every person's lexemes under it (~20 ms for ``'run':*`` among 1,000,000 chunks);
+    named lexemes are direct entries. More than PREFIX_LEXEMES and the prefix stays."""
+    if not stem:
+        return None
+    if stem == word:
+        return _quoted(word)
+    if len(lexemes) > PREFIX_LEXEMES:
+        return tsquery_terms([(word, stem)])[0]
+    spelled = list(dict.fromkeys([word, *lexemes]))
+    return "(" + " | ".join(map(_quoted, spelled)) + ")" if len(spelled) > 1 else _quoted(word)
+
+
 def tsquery_text(words: Sequence[tuple[str, str | None]]) -> str:
     """The terms OR'd into one `to_tsquery` text; '' when nothing is left to search for."""
     return " | ".join(tsquery_terms(words))
+
+
+def idf(n: int, df: int) -> float:
+    """``ln(1 + N / (1 + df))``: what matching a term of ``df`` documents among ``n`` is worth."""
+    return math.log(1 + n / (1 + df))
+
+
+@dataclass(frozen=True)
+class FullTextPlan:
+    """How the full-text retriever reads and scores one query (``plan_full_text``)."""
+
+    terms: list[str]  # every term with a match, its tsquery text ...
+    idfs: list[float]  # ... and its weight: a row scores the sum over the terms it matches
+    ranked: str  # all terms OR'd: what ts_rank_cd ranks ties by
+    above: str | None  # rows scoring above the threshold level, all read (None: no such level)
+    at: str  # rows scoring at least the threshold
+    cap: int | None  # read at most this many rows of `at` beyond `above` (None: all of them)
+    complete: bool  # the threshold is the lowest level: every row matching a term may be read
+    estimated: float  # rows `at` is expected to match
+
+    def to_json(self) -> dict:
+        return {"terms": len(self.terms), "estimated": round(self.estimated, 1), "capped": self.cap is not None,
+                "complete": self.complete}
+
+
+def plan_full_text(terms: Sequence[tuple[str, int]], n: int, depth: int, *, lowest: bool = False,
+                   cap: int = SAMPLE_CAP) -> FullTextPlan | None:
+    """The plan for (term, document frequency) pairs among ``n`` documents, ``depth`` rows wanted.
+
+    ``lowest``: the threshold at its lowest level (every row matching one of the planned terms),
+    for when a plan's estimate proved too high (a filter, or words that avoid each other).
+    None when no term matches anything.
+    """
+    live = [(t, df) for t, df in terms if df > 0]
+    if not live:
+        return None
+    n = max(n, max(df for _, df in live))
+    weights = [idf(n, df) for _, df in live]
+    planned = sorted(range(len(live)), key=lambda i: (-weights[i], i))[:PLAN_TERMS]
+    sets = []  # (score, expected share of the rows, term indices) of every non-empty set of planned terms
+    for mask in range(1, 1 << len(planned)):
+        members = [planned[b] for b in range(len(planned)) if mask >> b & 1]
+        share = 1.0
+        for b, i in enumerate(planned):
+            p = live[i][1] / n
+            share *= p if mask >> b & 1 else 1 - p
+        sets.append((round(sum(weights[i] for i in members), 9), share, members))
+    sets.sort(key=lambda s: -s[0])
+    levels = [(score, sum(s[1] for s in group)) for score, group in
+              ((score, list(group)) for score, group in groupby(sets, key=lambda s: s[0]))]
+    expected, chosen = 0.0, len(levels) - 1
+    for i, (_, share) in enumerate(levels):
+        expected += share * n
+        if not lowest and expected >= PLAN_HEADROOM * depth:
+            chosen = i
+            break
+    else:
+        expected = sum(share for _, share in levels) * n
+    threshold = levels[chosen][0]
+    texts = [t for t, _ in live]
+    at = _reaching(sets, threshold, texts, weights)
+    above = _reaching(sets, levels[chosen - 1][0], texts, weights) if chosen > 0 else None
+    capped = expected > cap
+    return FullTextPlan(terms=texts, idfs=weights, ranked=" | ".join(texts), above=above if capped else None,
+                        at=at, cap=cap if capped else None,
+                        complete=chosen == len(levels) - 1 and len(planned) == len(live), estimated=expected)
+
+
+def _reaching(sets, threshold: float, texts: list[str], weights: list[float]) -> str:
+    """The tsquery of the rows scoring at least ``threshold``: the minimal term sets reaching it
+    (without any one of its terms a set falls short), each an AND, OR'd."""
+    minimal = [m for score, _, m in sets if score >= threshold
+               and all(round(score - weights[i], 9) < threshold for i in m)]
+    return " | ".join("(" + " & ".join(texts[i] for i in m) + ")" for m in minimal)
 
 
 def _quoted(lexeme: str) -> str:

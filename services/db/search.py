@@ -35,12 +35,16 @@ import asyncpg
 import orjson
 
 from soulprint.domain.chunking import chunk_id
-from soulprint.domain.retrieval import Candidate, FactHit, SearchResult, expand, fuse, tsquery_terms
+from soulprint.domain.retrieval import (PREFIX_LEXEMES, Candidate, FactHit, FullTextPlan, SearchResult, expand, fuse,
+                                        plan_full_text, tsquery_terms, vocabulary_term)
 from soulprint.models.embedding import EmbeddingSpace
 
 # An import with this many vectors in a space gets its HNSW index (bench/README.md,
 # "Retrieval quality": exact costs ~linear in the person's vectors, the index ~flat).
 HNSW_MIN_VECTORS = 10_000
+# An import with this many micro chunks gets its words counted once (search_terms, migration
+# 0022) instead of per query: counting a common word costs ~15 ms at 100,000 chunks.
+TERMS_MIN_CHUNKS = 10_000
 # The index scan keeps this many candidates per search at least (ef_search), reads at
 # most this many tuples (filtered-out ones included) before giving up to exact.
 # The graph's build parameters with it: on one person's 100,000 wordllama vectors
@@ -88,14 +92,55 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_WORDS = ("SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
+          " AS e) AS stem FROM unnest(to_tsvector('simple', $1)) AS w")
+
+
 async def _tsquery(conn: asyncpg.Connection, query: str) -> list[str]:
     """The query's terms: its `simple` words OR'd with their English stems (domain.retrieval)."""
-    words = await conn.fetch(
-        "SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
-        " AS e) AS stem FROM unnest(to_tsvector('simple', $1)) AS w",
-        query,
+    return tsquery_terms([(r["word"], r["stem"]) for r in await conn.fetch(_WORDS, query)])
+
+
+async def _term_frequencies(conn: asyncpg.Connection, user_id: str, job_id: str,
+                            query: str) -> tuple[list[tuple[str, int]], int]:
+    """The query's terms with their document frequencies among the import's micro chunks, and
+    how many micro chunks it has.
+
+    From ``search_terms`` when the reconciler has counted the import's words (one indexed
+    read: a stem's prefix term counts the documents of each word it covers, a chunk with
+    two of them twice); else counted here, by the GIN index, term by term (cheap for a small
+    import, ~15 ms a common word for a large one).
+    """
+    rows = await conn.fetch(
+        f"""
+        WITH w AS ({_WORDS})
+        SELECT w.word, w.stem, n.df AS n,
+               (SELECT t.df FROM search_terms t WHERE t.job_id = $2 AND t.lexeme = w.word) AS df_word,
+               p.df AS df_prefix, p.lexemes
+          FROM w LEFT JOIN search_terms n ON n.job_id = $2 AND n.lexeme = ''
+          LEFT JOIN LATERAL (
+                SELECT sum(t.df) AS df, (array_agg(t.lexeme ORDER BY t.df DESC))[1:{PREFIX_LEXEMES + 1}] AS lexemes
+                  FROM search_terms t WHERE t.job_id = $2 AND t.lexeme <> w.word
+                   AND t.lexeme >= w.stem AND t.lexeme < w.stem || chr(1114111)) AS p ON w.stem <> w.word
+        """,
+        query, job_id,
     )
-    return tsquery_terms([(r["word"], r["stem"]) for r in words])
+    if not rows or rows[0]["n"] is None:
+        terms = tsquery_terms([(r["word"], r["stem"]) for r in rows])
+        counted = await conn.fetch(
+            "SELECT (SELECT j.chunks_micro FROM import_jobs j WHERE j.job_id = $2) AS n, x AS term,"
+            " (SELECT count(*) FROM conversation_chunks c WHERE c.user_id = $1 AND c.job_id = $2"
+            "   AND c.content_tsv @@ to_tsquery('simple', x)) AS df FROM unnest($3::text[]) AS x",
+            user_id, job_id, terms,
+        )
+        return [(r["term"], r["df"]) for r in counted], (counted[0]["n"] if counted else 0)
+    n = rows[0]["n"]
+    by_term: dict[str, int] = {}
+    for r in rows:
+        term = vocabulary_term(r["word"], r["stem"], r["lexemes"] or ())
+        if term is not None:  # None: a stop word
+            by_term[term] = min(n, (r["df_word"] or 0) + int(r["df_prefix"] or 0))
+    return list(by_term.items()), n
 
 
 async def _current(conn: asyncpg.Connection, user_id: str, space_id: str | None = None) -> asyncpg.Record | None:
@@ -147,28 +192,49 @@ class Search:
         return result, rankings
 
     async def _full_text(self, conn, scope: tuple, query: str, depth: int, notes: list[str]) -> list[Candidate]:
-        terms = await _tsquery(conn, query)
+        """The best ``depth`` micro chunks by idf-weighted full text, reading only the rows that
+        can rank there (domain.retrieval.plan_full_text); a second read only if the plan's
+        estimate proved too high for the scope."""
+        terms, n = await _term_frequencies(conn, scope[0], scope[1], query)
         if not terms:
             notes.append("full text: the query has no searchable word")
             return []
-        rows = await conn.fetch(
+        plan = plan_full_text(terms, n, depth)
+        if plan is None:
+            return []  # no chunk of the import has any word of the query
+        rows = await self._read_full_text(conn, scope, plan, depth)
+        if len(rows) < depth and not plan.complete:
+            plan = plan_full_text(terms, n, depth, lowest=True)
+            rows = await self._read_full_text(conn, scope, plan, depth)
+        return rows
+
+    async def _read_full_text(self, conn, scope: tuple, plan: FullTextPlan, depth: int) -> list[Candidate]:
+        # $7 the terms, $8 their idfs, $9 all terms OR'd (ts_rank_cd's), $10 the threshold's rows;
+        # capped: $11 how many of them, and $12 the rows above the threshold, read in full.
+        matching = f"SELECT k.* FROM conversation_chunks k WHERE {_SCOPE} AND k.content_tsv @@ to_tsquery('simple', $10)"
+        args: list = [plan.terms, plan.idfs, plan.ranked, plan.at]
+        if plan.cap is None:
+            rows = matching
+        elif plan.above is None:
+            rows, args = f"{matching} LIMIT $11", [*args, plan.cap]
+        else:
+            above = f"SELECT k.* FROM conversation_chunks k WHERE {_SCOPE} AND k.content_tsv @@ to_tsquery('simple', $12)"
+            rows = f"{above} UNION ALL ({matching} AND NOT (k.content_tsv @@ to_tsquery('simple', $12)) LIMIT $11)"
+            args = [*args, plan.cap, plan.above]
+        found = await conn.fetch(
             f"""
-            WITH t AS MATERIALIZED (  -- once per query: inlined, the counts would run once per matching row
-                SELECT to_tsquery('simple', x) AS q,
-                       ln(1 + (SELECT j.chunks_micro FROM import_jobs j WHERE j.job_id = $2)::float8
-                              / (1 + (SELECT count(*) FROM conversation_chunks c WHERE c.user_id = $1
-                                         AND c.job_id = $2 AND c.content_tsv @@ to_tsquery('simple', x)))) AS idf
-                  FROM unnest($7::text[]) AS x)
+            WITH t AS MATERIALIZED (
+                SELECT to_tsquery('simple', x) AS q, w AS idf FROM unnest($7::text[], $8::float8[]) AS u(x, w))
             SELECT {_COLUMNS},
-                   (SELECT sum(t.idf) FROM t WHERE k.content_tsv @@ t.q) AS score, ts_rank_cd(k.content_tsv, q) AS rank
-              FROM conversation_chunks k, to_tsquery('simple', $8) AS q
-             WHERE {_SCOPE} AND k.content_tsv @@ q
+                   (SELECT sum(t.idf) FROM t WHERE k.content_tsv @@ t.q) AS score,
+                   ts_rank_cd(k.content_tsv, to_tsquery('simple', $9)) AS rank
+              FROM ({rows}) AS k
              ORDER BY score DESC, rank DESC, {_TIES}
-             LIMIT $9
+             LIMIT {int(depth)}
             """,
-            *scope, terms, " | ".join(terms), depth,
+            *scope, *args,
         )
-        return [_candidate(r) for r in rows]
+        return [_candidate(r) for r in found]
 
     async def _vector(self, conn, job: asyncpg.Record, scope: tuple, query_vector: Sequence[float] | None,
                       space: EmbeddingSpace | None, depth: int, notes: list[str],
@@ -284,6 +350,7 @@ class Search:
             " AND NOT EXISTS (SELECT 1 FROM search_indexes s WHERE s.job_id = j.job_id AND s.space = $1)",
             space.space_id, min_vectors,
         )
+        await self.count_terms()
         built = []
         for r in due:
             name = index_name(r["job_id"], space.space_id)
@@ -307,6 +374,36 @@ class Search:
             )
             built.append(r["job_id"])
         return {"built": built, "dropped": [r["job_id"] for r in stale]}
+
+    async def count_terms(self, min_chunks: int = TERMS_MIN_CHUNKS) -> dict[str, list]:
+        """Count the words of every current import with at least ``min_chunks`` micro chunks once
+        (ts_stat: its micro chunks per lexeme), and drop the counts of imports no longer current.
+        A current import's chunks never change, so the counts stay true while it is current.
+        Idempotent: an import's counts are written in one statement, marked by the '' row."""
+        stale = [r["job_id"] for r in await self.pool.fetch(
+            "SELECT t.job_id FROM search_terms t WHERE t.lexeme = ''"
+            " AND NOT EXISTS (SELECT 1 FROM people p WHERE p.current_job_id = t.job_id)")]
+        if stale:
+            await self.pool.execute("DELETE FROM search_terms WHERE job_id = ANY($1::text[])", stale)
+        due = await self.pool.fetch(
+            "SELECT j.job_id, j.user_id FROM people p JOIN import_jobs j ON j.job_id = p.current_job_id"
+            " WHERE j.chunks_micro >= $1"
+            " AND NOT EXISTS (SELECT 1 FROM search_terms t WHERE t.job_id = j.job_id AND t.lexeme = '')",
+            min_chunks,
+        )
+        for r in due:
+            await self.pool.execute(
+                """
+                INSERT INTO search_terms (job_id, user_id, lexeme, df)
+                SELECT $1, $2, s.word, s.ndoc FROM ts_stat(format(
+                    'SELECT content_tsv FROM conversation_chunks WHERE job_id = %L AND tier = ''micro''', $1::text)) AS s
+                 UNION ALL
+                SELECT $1, $2, '', count(*) FROM conversation_chunks WHERE job_id = $1 AND tier = 'micro'
+                ON CONFLICT (job_id, lexeme) DO NOTHING
+                """,
+                r["job_id"], r["user_id"],
+            )
+        return {"counted": [r["job_id"] for r in due], "dropped": stale}
 
     async def facts(self, conn: asyncpg.Connection, user_id: str, query: str | None, k: int = 20) -> list[FactHit]:
         """Consolidated facts of the person's current import, with the messages they were read in.
