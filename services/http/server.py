@@ -24,6 +24,10 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT, not one in use
+    # Accepted connections inherit it: uvicorn writes a response's headers and body apart, and
+    # with Nagle the body waited for the client's delayed ACK, ~45 ms on every request of a
+    # kept-alive connection (bench/README.md, "Search at scale").
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
