@@ -3,6 +3,7 @@ of its work and waits, visibly; `soulprint dlq replay` after the fix completes t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -47,13 +48,16 @@ def test_lost_connections_and_timeouts_are_retried_and_bugs_are_not():
     assert transient(ConnectionResetError()) and not transient(ValueError("bug")) and not transient(KeyError("k"))
 
 
-def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    """`soulprint` in a child process attached to the session's embedded stack (share=True)."""
+async def cli(settings, *args: str) -> subprocess.CompletedProcess:
+    """`soulprint` in a child process attached to the session's embedded stack (share=True); awaited,
+    so this process's worker goes on meanwhile."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOULPRINT_")}
     env |= {"SOULPRINT_DATA_DIR": str(settings.data_dir), "SOULPRINT_TOPIC_PREFIX": settings.topic_prefix,
             "SOULPRINT_APP_ID": settings.app_id}
-    return subprocess.run([sys.executable, "-m", "soulprint.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "soulprint.cli", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)  # a guard against a hang, not a timing
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
 
 
 async def test_a_poisoned_conversation_waits_in_the_dead_letters_and_its_replay_completes_the_job(
@@ -88,21 +92,21 @@ async def test_a_poisoned_conversation_waits_in_the_dead_letters_and_its_replay_
     assert letter.partition >= 0 and letter.offset >= 0 and letter.attempts == 1
     assert json.loads(letter.value)["conversation_id"] == poison  # the original value, byte for byte
 
-    listed = cli(settings, "dlq", "list", "--json")
+    listed = await cli(settings, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     mine = [d for d in json.loads(listed.stdout)["dead_letters"] if d["job_id"] == job_id]
     assert [(d["id"], d["stage"], d["replayed"], d["on_broker"], d["offset"]) for d in mine] == [
         (letter.id, "chunker", False, True, letter.offset)]
 
     monkeypatch.setattr(chunker_agent, "chunk_conversation", real)  # the fix
-    replayed = cli(settings, "dlq", "replay", "--id", letter.id)
+    replayed = await cli(settings, "dlq", "replay", "--id", letter.id)
     assert replayed.returncode == 0, replayed.stderr
     job = await wait_until(lambda: db.jobs.get(job_id), job_finished, what="the job to finish after the replay")
     assert job.status == "complete" and job.full_pass_status == "complete" and job.dead_letters == 0
     assert job.conversations_chunked == job.conversations
 
     # Replayed once: --all does not send it again.
-    again = cli(settings, "dlq", "replay", "--all")
+    again = await cli(settings, "dlq", "replay", "--all")
     assert again.returncode == 0 and letter.id not in again.stdout
-    listed = json.loads(cli(settings, "dlq", "list", "--json").stdout)["dead_letters"]
+    listed = json.loads((await cli(settings, "dlq", "list", "--json")).stdout)["dead_letters"]
     assert [d["replayed"] for d in listed if d["id"] == letter.id] == [True]
