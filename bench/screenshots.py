@@ -81,7 +81,7 @@ def main() -> int:
                           "the answer")
             toggle.click()
             shoot(web, args.out, "chat", lambda w: w.execute_script(
-                "document.querySelector('.turn.assistant').scrollIntoView()"))
+                "document.querySelector('.turn.assistant .sources-toggle').scrollIntoView({block: 'center'})"))
             web.get(url + "/app/about")
             shoot(web, args.out, "about")
             web.get(url + "/app/settings")

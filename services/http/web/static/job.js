@@ -87,6 +87,7 @@ function render(s) {
     summary.textContent = "This import stopped.";
   } else if (finished(s)) {
     summary.textContent = "Done: your soulprint is complete.";
+    document.getElementById("job-title").textContent = "Your history is read";
     document.getElementById("ready-note").textContent = "Your soulprint is complete, MEMORY included.";
   } else {
     summary.textContent = s.quick_status === "ready" ? "Your first soulprint is ready; the full pass is still reading."
