@@ -229,3 +229,39 @@ async def test_a_scrape_after_an_import_shows_the_pipeline_and_no_person(runtime
     assert next(s.value for s in families["soulprint_embedded_texts"].samples if s.name.endswith("_total")) > 0
     # No label names the person or the job.
     assert user_id not in text and job.job_id not in text
+
+
+@pytest.mark.integration
+async def test_lag_is_end_minus_committed_summed_over_partitions(stack_settings):
+    """10 messages over 3 partitions, 4 consumed and committed on one partition: the lag is 6 (the partitions
+    not committed on count from their start); a group that never committed has no reading."""
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from soulprint.services.lag import consumer_lag
+
+    bootstrap, prefix = stack_settings.kafka_bootstrap, f"lag{uuid.uuid4().hex[:8]}"
+    topic, group = f"{prefix}.things", f"{prefix}-group"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for n in range(10):
+            await producer.send_and_wait(topic, b"v", key=str(n).encode(), partition=n % 3)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.commit({TopicPartition(topic, 0): 4})  # partition 0 holds 4 of the 10: all consumed
+    finally:
+        await consumer.stop()
+    assert await consumer_lag(bootstrap, [group, f"{prefix}-idle"], prefix) == {(group, topic): 6}
