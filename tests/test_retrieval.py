@@ -131,3 +131,49 @@ async def test_fusion_recalls_at_least_as_much_as_either_retriever(runtime, db, 
     with capsys.disabled():
         print(f"\nrecall@5 over {len(queries)} queries: {recall}")
     assert recall["fusion"] >= recall["full_text"] and recall["fusion"] >= recall["vector"]
+
+
+def _matches(query: str, present: set[str]) -> bool:
+    """Evaluate a plan's tsquery (single-letter lexemes, & and |) for a row holding ``present``."""
+    expr = query.replace("&", " and ").replace("|", " or ")
+    for lexeme in "abcde":
+        expr = expr.replace(f"'{lexeme}'", str(lexeme in present))
+    return eval(expr)  # noqa: S307 - built above from a fixed alphabet
+
+
+def test_the_full_text_plan_reads_exactly_the_rows_reaching_a_score_threshold():
+    from itertools import combinations
+
+    from soulprint.domain.retrieval import idf, plan_full_text
+
+    n, terms = 100_000, [("'a'", 844), ("'b'", 3612), ("'c'", 679), ("'d'", 20)]
+    weight = {t[1]: idf(n, df) for t, df in terms}
+    rows = [set(s) for r in range(1, 5) for s in combinations("abcd", r)]  # a row per set of terms it holds
+    for lowest in (False, True):
+        plan = plan_full_text(terms, n, 50, lowest=lowest, cap=10_000)  # uncapped: a pure threshold
+        read = [r for r in rows if _matches(plan.at, r)]
+        left = [r for r in rows if r not in read]
+        # a threshold: every row read outscores every row left out
+        assert min(sum(weight[t] for t in r) for r in read) > max((sum(weight[t] for t in r) for r in left), default=0)
+        assert plan.estimated >= 100 and plan.cap is None
+        assert plan.complete == lowest and (left == []) == lowest  # rows of common words alone are left out
+
+
+def test_a_common_words_plan_reads_all_above_its_tied_level_and_a_bounded_sample_of_it():
+    from soulprint.domain.retrieval import SAMPLE_CAP, plan_full_text
+
+    plan = plan_full_text([("'a'", 2000), ("'b'", 1500), ("'c'", 0)], 100_000, 50)
+    assert plan.terms == ["'a'", "'b'"]  # a word no chunk has is no term
+    assert plan.above == "('b' & 'a')" and plan.at == "('b')" and plan.cap == SAMPLE_CAP
+    assert plan_full_text([("'a'", 0)], 100, 50) is None
+
+
+def test_a_stems_prefix_is_spelled_out_from_the_imports_vocabulary():
+    from soulprint.domain.retrieval import PREFIX_LEXEMES, vocabulary_term
+
+    assert vocabulary_term("running", "run", ["run", "runs", "running"]) == "('running' | 'run' | 'runs')"
+    assert vocabulary_term("running", "run", []) == "'running'"
+    assert vocabulary_term("lisbon", "lisbon", ["lisbonite"]) == "'lisbon'"  # no stem of its own: no prefix
+    assert vocabulary_term("the", None, []) is None  # a stop word
+    many = [f"run{i}" for i in range(PREFIX_LEXEMES + 1)]
+    assert vocabulary_term("running", "run", many) == "('running' | 'run':*)"
