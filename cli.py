@@ -424,6 +424,11 @@ async def wait_for_job(db, job_id: str, view, settings, poll_s: float = 0.2) -> 
         if marker != last_seen:
             last_seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > settings.stall_timeout_s:
+            if job.dead_letters:  # blocked, not stalled: waiting longer would not help
+                raise CliError(
+                    f"job {job_id} is blocked by {job.dead_letters} dead letter(s), last: {job.dead_letter_error}; "
+                    f"fix the cause, then `soulprint dlq replay --all`"
+                )
             raise CliError(
                 f"job {job_id} made no progress for {settings.stall_timeout_s:.0f}s "
                 f"(status {job.status}); is a worker running?"
