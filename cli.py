@@ -685,18 +685,7 @@ def cmd_mcp(args, settings: Settings) -> int:
 
 def _on_tokens(settings: Settings, work):
     """Run ``work(db.tokens)`` on the stack's Postgres (embedded, shared with a running one, or external)."""
-    from soulprint.services.embedded import Stack
-    from soulprint.services.db import Database
-
-    async def run(settings):
-        db = await Database.connect(settings.database_url)
-        try:
-            return await work(db.tokens)
-        finally:
-            await db.close()
-
-    with Stack(settings) as stack:
-        return _run(run(stack.start(need_kafka=False, share=True)))
+    return _operate(settings, lambda _settings, db: work(db.tokens), need_broker=False)
 
 
 def cmd_token_create(args, settings: Settings) -> int:
@@ -846,18 +835,7 @@ def cmd_webhook_remove(args, settings: Settings) -> int:
 
 def _on_webhooks(settings: Settings, work):
     """Run ``work(db.webhooks)`` on the stack's Postgres (embedded, shared with a running one, or external)."""
-    from soulprint.services.embedded import Stack
-    from soulprint.services.db import Database
-
-    async def run(settings):
-        db = await Database.connect(settings.database_url)
-        try:
-            return await work(db.webhooks)
-        finally:
-            await db.close()
-
-    with Stack(settings) as stack:
-        return _run(run(stack.start(need_kafka=False, share=True)))
+    return _operate(settings, lambda _settings, db: work(db.webhooks), need_broker=False)
 
 
 # -- dead letters, replay, reprocess (issue 10: operations) ----------------------------
@@ -967,17 +945,15 @@ def _operate(settings: Settings, work, *, need_broker: bool = True):
 
 
 def cmd_delete_user(args, settings: Settings) -> int:
-    from soulprint.services.embedded import Stack
     from soulprint.services.erasure import FilesRemain
 
     user = args.user.strip()
     if not user:
         raise CliError("name the person to erase")
-    with Stack(settings) as stack:
-        try:
-            receipt = _run(_erase(stack.start(need_kafka=False, share=True), user))
-        except FilesRemain as exc:
-            raise CliError(str(exc)) from None
+    try:
+        receipt = _operate(settings, lambda resolved, db: _erase(resolved, db, user), need_broker=False)
+    except FilesRemain as exc:
+        raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(receipt))
     else:
@@ -987,17 +963,12 @@ def cmd_delete_user(args, settings: Settings) -> int:
     return 0
 
 
-async def _erase(settings: Settings, user: str) -> dict:
+async def _erase(settings: Settings, db, user: str) -> dict:
     """The receipt of erasing ``user`` on the stack's Postgres and the configured storage."""
-    from soulprint.services.db import Database
     from soulprint.services.erasure import Erasure
     from soulprint.services.storage import build_storage
 
-    db = await Database.connect(settings.database_url)
-    try:
-        return await Erasure(db, build_storage(settings)).delete_person(user)
-    finally:
-        await db.close()
+    return await Erasure(db, build_storage(settings)).delete_person(user)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from soulprint.services.db import Database
 from soulprint.services.erasure import Erasure
 from soulprint.services.imports import ImportService
 from soulprint.services.storage import Storage, build_storage
+from soulprint.services.deadletters import DeadLetters
 from soulprint.services.query import QueryService
 from soulprint.topics import Topics
 from soulprint.topics.stages import Lane, stage
@@ -88,6 +89,7 @@ class Runtime:
     embedder: Embedder  # the embedding stage's provider: its space is the current one
     auth: Authenticator  # bearer tokens to principals, for the query service's every entry point
     storage: Storage | None = None  # uploaded exports, where ingest reads what ImportRequested.source_uri names
+    dead_letters: DeadLetters | None = None  # the dead-letter topic, written through the bulk lane's producer
     parsing: LocalActivity = field(default_factory=LocalActivity)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
@@ -157,6 +159,14 @@ def make_faust_app(settings: Settings, suffix: str = "") -> faust.App:
     )
 
 
+def faust_sender(app: faust.App):
+    """send(topic, key, value, headers) through the app's own producer (started and stopped with it)."""
+    async def send(topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+        await app.producer.send_and_wait(topic, key, value, None, None, headers or None)
+
+    return send
+
+
 def build_configured_embedder(config: EmbeddingConfig) -> Embedder:
     """The embedder the settings name (EmbeddingError if it cannot start: no silent fallback)."""
     bedrock = {k: v for k, v in (("model", config.bedrock_model), ("endpoint_url", config.bedrock_endpoint_url),
@@ -192,6 +202,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     rt = Runtime(settings=settings, db=db, lanes=lanes, llm=llm, quick_llm=quick_llm,
                  embedder=build_configured_embedder(settings.embedding),
                  auth=Authenticator(db.tokens, settings.service.admin_token), storage=build_storage(settings))
+    rt.dead_letters = DeadLetters(settings, db.dead_letters, faust_sender(rt.app))
     # The pipeline, in the order events flow through it; then the query service's view of it, and webhooks.
     for stage in (ingest, chunker, quick, facts, embed, consolidate, memory, sections, reconciler, query_view,
                   notify):

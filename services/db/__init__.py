@@ -21,6 +21,7 @@ import asyncpg
 
 from soulprint.services.db.access import Reader, Tokens
 from soulprint.services.db.chunks import Chunks, ChunkWrite
+from soulprint.services.db.deadletters import DeadLetterRows
 from soulprint.services.db.embeddings import Embeddings
 from soulprint.services.db.erasure import Erasures
 from soulprint.services.db.facts import Facts
@@ -55,6 +56,7 @@ class Database:
         self.resumable = Resumable(pool)  # resumable (tus) uploads
         self.notices = Notices(pool)
         self.webhooks = Webhooks(pool)
+        self.dead_letters = DeadLetterRows(pool)
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
