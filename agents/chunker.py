@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from soulprint.agents.containment import contained, sources
+from soulprint.agents.containment import batch_counted, contained, sources
 from soulprint.agents.flow import complete_if_chunked, emit
 from soulprint.agents.offload import iterate_in_thread
 from soulprint.domain.chunking import chunk_conversation, iter_chunks
@@ -68,7 +68,8 @@ async def chunk_and_emit(rt, events: list[ConversationImported]) -> None:
     if not events:
         return
     try:
-        carried, written = await write_batch(rt, events)
+        async with batch_counted("chunker", events):
+            carried, written = await write_batch(rt, events)
     except Exception:  # noqa: BLE001 - find the poison message one by one
         carried, written = [], []
         for event in events:

@@ -78,6 +78,19 @@ def sources(events: Sequence[faust.EventT]) -> Iterator[list]:
         _SOURCES.reset(token)
 
 
+@contextlib.asynccontextmanager
+async def batch_counted(stage: str, events: Sequence):
+    """Time and count a whole batch of a stage that works in batches (chunker, facts, embed). Its
+    events count ok once the batch is done; a batch that raises counts nothing here, since the stage
+    then contains its events one by one (chunker) or they are re-driven (and counted then)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        METRICS.stage_duration.labels(stage).observe(time.monotonic() - started)
+    METRICS.stage_events.labels(stage, "ok").inc(len(events))
+
+
 def transient(exc: BaseException) -> bool:
     """Errors a retry in a moment can fix: lost connections, timeouts, an overloaded service."""
     if isinstance(exc, KafkaError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+from soulprint.agents.containment import batch_counted
 from soulprint.domain.chunking import chunk_id
 from soulprint.models.events import ConversationChunked
 from soulprint.models.jobs import EmbeddingStatus
@@ -38,7 +39,8 @@ def register(rt) -> None:
         async for batch in stream.take(s.batch_size, within=rt.settings.batch_window_s):
             await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here
             try:
-                await embed_batch(rt, batch)
+                async with batch_counted("embed", batch):
+                    await embed_batch(rt, batch)
             except Exception:  # noqa: BLE001 - never escape the loop (#315); the reconciler re-drives
                 log.exception("embedding batch failed; its chunks will be re-driven")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from soulprint.agents.containment import batch_counted
 from soulprint.agents.flow import emit
 from soulprint.domain.facts import build_fact_requests, parse_fact_answer
 from soulprint.models.events import ConversationChunked
@@ -44,7 +45,8 @@ def register(rt) -> None:
         async for batch in stream.take(s.facts_batch_size, within=s.batch_window_s):
             await rt.parsing.wait_idle()  # the parse (and so quick_ready) goes first here
             try:
-                await extract_batch(rt, batch)
+                async with batch_counted("facts", batch):
+                    await extract_batch(rt, batch)
             except Exception:  # noqa: BLE001 - never escape the loop (#315); reconciler re-drives
                 log.exception("facts batch failed; its chunks will be re-driven")
 
