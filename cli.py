@@ -819,6 +819,8 @@ def cmd_webhook_list(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(endpoints))
         return 0
+    if not endpoints:
+        print("no webhook endpoints (add one: soulprint webhook add URL)")
     for e in endpoints:
         state = "enabled" if e["enabled"] else f"disabled ({e['disabled_reason']})"
         print(f"{e['endpoint_id']}  {e['url']}  {','.join(e['events'] or ['*'])}  {state}")
