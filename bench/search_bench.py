@@ -4,16 +4,22 @@
     .venv/bin/python bench/search_bench.py load --data-dir /tmp/sbench/big
     # the HNSW index, recall of the vector side against exact search, then HTTP latency
     .venv/bin/python bench/search_bench.py run --data-dir /tmp/sbench/big --clients 1,10,50
+    # recall at other index search widths (latency always at the product's)
+    .venv/bin/python bench/search_bench.py run --ef-search 400,600 --clients 1 --requests 200
 
 ``run`` starts the embedded Postgres of ``--data-dir``, builds the HNSW
-indexes the way the reconciler does (db.search.maintain_indexes: one partial
-index per current import with HNSW_MIN_VECTORS vectors or more, so here the
-measured person's) and measures:
+indexes and counts the words the way the reconciler does
+(db.search.maintain_indexes: one partial index per current import with
+HNSW_MIN_VECTORS vectors or more, and search_terms for imports of
+TERMS_MIN_CHUNKS micro chunks or more, so here the measured person's) and
+measures:
 
 * recall: for each query, the measured person's vector candidates through the
   product's search (the HNSW path) against the same search with
   ``exact=True``; recall@k is the share of the exact top k the index path
   returned;
+* in process: the same search called here (question embedded, one reader
+  session), per question, with no HTTP: less noisy on a shared machine;
 * latency: a server process (the product's app: QueryService, Authenticator,
   routes, on uvicorn) and this process as the load: ``c`` clients, each
   sending its next POST /v1/search (k 10, the person's own token) when its
@@ -41,11 +47,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import search_corpus  # noqa: E402
 
-from soulprint.services.db import Database  # noqa: E402
+from soulprint.services.db import Database, search  # noqa: E402
 from soulprint.services.embedded import Stack  # noqa: E402
 from soulprint.services.embeddings import build_embedder  # noqa: E402
 from soulprint.settings import load_settings  # noqa: E402
 
+PRODUCT_EF_SEARCH = search.HNSW_EF_SEARCH
 # What a person asks their history (the generated persona: a data engineer in Lisbon).
 QUESTIONS = [
     "when did I move to Lisbon", "what did we decide about Dagster", "my wedding date", "which database for the pipeline",
@@ -113,6 +120,29 @@ async def index_and_recall(url: str, n_queries: int, k: int) -> dict:
             "vector_paths": paths, "built": built["built"]}
 
 
+async def in_process(url: str, n_queries: int, k: int) -> dict:
+    """The product's search called in this process, as QueryService.search runs it (the question
+    embedded, then one reader session): per-question times with no HTTP, less noisy on a shared
+    machine than the load levels."""
+    db = await Database.connect(url)
+    embedder = build_embedder("local")
+    embed_ms, search_ms = [], []
+    for text in queries(n_queries, 11) * 2:  # twice: the second round is the one reported
+        t0 = time.perf_counter()
+        vector = (await embedder.embed([text], "query"))[0]
+        t1 = time.perf_counter()
+        async with db.reader.session(search_corpus.BIG) as conn:
+            await db.search.search(conn, search_corpus.BIG, text, vector, embedder.space, k)
+        embed_ms.append((t1 - t0) * 1000)
+        search_ms.append((time.perf_counter() - t1) * 1000)
+    await embedder.close()
+    await db.close()
+    embed_ms, search_ms = embed_ms[n_queries:], search_ms[n_queries:]
+    return {"queries": n_queries, "embed_p50_ms": round(percentile(embed_ms, 50), 1),
+            "search_p50_ms": round(percentile(search_ms, 50), 1), "search_p95_ms": round(percentile(search_ms, 95), 1),
+            "search_max_ms": round(max(search_ms), 1)}
+
+
 async def distances(db, vector, space, chunk_ids: list[str]) -> dict[str, float]:
     rows = await db.pool.fetch(
         "SELECT chunk_id::text AS id, embedding <=> $1::vector AS d FROM chunk_embeddings"
@@ -143,8 +173,8 @@ async def serve(url: str, ready_file: Path) -> None:
 
 
 async def load_http(base: str, token: str, clients: int, requests: int) -> dict:
-    """aiohttp as the load: it sets TCP_NODELAY (httpx's client here paid ~50 ms a request
-    to Nagle and delayed ACKs: 80 ms against curl's 32 ms for the same search)."""
+    """aiohttp as the load, on kept-alive connections (as a real client keeps them: where the
+    server's socket lacked TCP_NODELAY, each response waited ~45 ms for a delayed ACK)."""
     import aiohttp
 
     texts = queries(requests, clients)
@@ -185,7 +215,13 @@ async def make_token(url: str) -> str:
 
 
 def run(args, url: str) -> dict:
-    out = {"recall": asyncio.run(index_and_recall(url, args.queries, args.k))}
+    out = {"load": os.getloadavg()}
+    out["recall"] = []
+    for ef in args.ef_search or [search.HNSW_EF_SEARCH]:  # the index's search width, in this process
+        search.HNSW_EF_SEARCH = ef
+        out["recall"].append({"ef_search": ef, **asyncio.run(index_and_recall(url, args.queries, args.k))})
+    search.HNSW_EF_SEARCH = PRODUCT_EF_SEARCH
+    out["in_process"] = asyncio.run(in_process(url, args.queries, args.k))
     token = asyncio.run(make_token(url))
     ready = Path(args.data_dir) / "bench-server.url"
     ready.unlink(missing_ok=True)
@@ -218,6 +254,8 @@ def main() -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50])
     p.add_argument("--requests", type=int, default=1000, help="HTTP requests per concurrency level")
+    p.add_argument("--ef-search", type=lambda s: [int(x) for x in s.split(",")],
+                   help="recall at these hnsw.ef_search values (default: the product's); latency uses the product's")
     args = p.parse_args()
     if args.mode == "serve":
         asyncio.run(serve(args.url, args.data_dir / "bench-server.url"))
