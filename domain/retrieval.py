@@ -76,19 +76,18 @@ def tsquery_terms(words: Sequence[tuple[str, str | None]]) -> list[str]:
 
 
 def vocabulary_term(word: str, stem: str | None, lexemes: Sequence[str]) -> str | None:
-    """The term of one word when the import's vocabulary is known: the stem's prefix spelled out as
-    the ``lexemes`` of the import that it covers (``'moving' | 'move':*`` becomes ``('moving' |
-    'move' | 'moved')``), which matches the same chunks of that import. A prefix makes the GIN
-    index gather every person's lexemes under it (~20 ms for ``'run':*`` among 1,000,000 chunks);
-    named lexemes are direct entries. More than PREFIX_LEXEMES and the prefix stays."""
+    """The term of one word when the import's vocabulary is known: ``lexemes`` are the import's
+    words that the word or its stem's prefix covers, spelled out (``'moving' | 'move':*`` becomes
+    ``('move' | 'moved' | 'moving')``), which matches the same chunks of that import. A prefix
+    makes the GIN index gather every person's lexemes under it (~20 ms for ``'run':*`` among
+    1,000,000 chunks); named lexemes are direct entries. More than PREFIX_LEXEMES and the prefix
+    stays. Sorted, so that words of one stem in a question ("runs", "running") are one term."""
     if not stem:
         return None
-    if stem == word:
-        return _quoted(word)
     if len(lexemes) > PREFIX_LEXEMES:
         return tsquery_terms([(word, stem)])[0]
-    spelled = list(dict.fromkeys([word, *lexemes]))
-    return "(" + " | ".join(map(_quoted, spelled)) + ")" if len(spelled) > 1 else _quoted(word)
+    spelled = sorted(set(lexemes)) or [word]  # none: the import has no such word (nothing matches)
+    return "(" + " | ".join(map(_quoted, spelled)) + ")" if len(spelled) > 1 else _quoted(spelled[0])
 
 
 def tsquery_text(words: Sequence[tuple[str, str | None]]) -> str:

@@ -171,9 +171,10 @@ def test_a_common_words_plan_reads_all_above_its_tied_level_and_a_bounded_sample
 def test_a_stems_prefix_is_spelled_out_from_the_imports_vocabulary():
     from soulprint.domain.retrieval import PREFIX_LEXEMES, vocabulary_term
 
-    assert vocabulary_term("running", "run", ["run", "runs", "running"]) == "('running' | 'run' | 'runs')"
-    assert vocabulary_term("running", "run", []) == "'running'"
-    assert vocabulary_term("lisbon", "lisbon", ["lisbonite"]) == "'lisbon'"  # no stem of its own: no prefix
+    assert vocabulary_term("running", "run", ["run", "runs", "running"]) == "('run' | 'running' | 'runs')"
+    assert vocabulary_term("runs", "run", ["run", "running"]) == "('run' | 'running')"  # "runs" is not in the import
+    assert vocabulary_term("coded", "code", ["code"]) == vocabulary_term("code", "code", ["code"]) == "'code'"
+    assert vocabulary_term("zebra", "zebra", []) == "'zebra'"  # no such word: a term that matches nothing
     assert vocabulary_term("the", None, []) is None  # a stop word
     many = [f"run{i}" for i in range(PREFIX_LEXEMES + 1)]
     assert vocabulary_term("running", "run", many) == "('running' | 'run':*)"

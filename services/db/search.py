@@ -108,21 +108,21 @@ async def _term_frequencies(conn: asyncpg.Connection, user_id: str, job_id: str,
     how many micro chunks it has.
 
     From ``search_terms`` when the reconciler has counted the import's words (one indexed
-    read: a stem's prefix term counts the documents of each word it covers, a chunk with
+    read: a term counts the documents of each word of the import it covers, a chunk with
     two of them twice); else counted here, by the GIN index, term by term (cheap for a small
     import, ~15 ms a common word for a large one).
     """
     rows = await conn.fetch(
         f"""
         WITH w AS ({_WORDS})
-        SELECT w.word, w.stem, n.df AS n,
-               (SELECT t.df FROM search_terms t WHERE t.job_id = $2 AND t.lexeme = w.word) AS df_word,
-               p.df AS df_prefix, p.lexemes
+        SELECT w.word, w.stem, n.df AS n, v.df, v.lexemes
           FROM w LEFT JOIN search_terms n ON n.job_id = $2 AND n.lexeme = ''
           LEFT JOIN LATERAL (
                 SELECT sum(t.df) AS df, (array_agg(t.lexeme ORDER BY t.df DESC))[1:{PREFIX_LEXEMES + 1}] AS lexemes
-                  FROM search_terms t WHERE t.job_id = $2 AND t.lexeme <> w.word
-                   AND t.lexeme >= w.stem AND t.lexeme < w.stem || chr(1114111)) AS p ON w.stem <> w.word
+                  FROM (SELECT t.lexeme, t.df FROM search_terms t WHERE t.job_id = $2 AND t.lexeme = w.word
+                         UNION
+                        SELECT t.lexeme, t.df FROM search_terms t WHERE t.job_id = $2 AND w.stem <> w.word
+                           AND t.lexeme >= w.stem AND t.lexeme < w.stem || chr(1114111)) AS t) AS v ON true
         """,
         query, job_id,
     )
@@ -140,7 +140,7 @@ async def _term_frequencies(conn: asyncpg.Connection, user_id: str, job_id: str,
     for r in rows:
         term = vocabulary_term(r["word"], r["stem"], r["lexemes"] or ())
         if term is not None:  # None: a stop word
-            by_term[term] = min(n, (r["df_word"] or 0) + int(r["df_prefix"] or 0))
+            by_term[term] = min(n, int(r["df"] or 0))
     return list(by_term.items()), n
 
 
