@@ -588,6 +588,15 @@ def cmd_serve(args, settings: Settings) -> int:
     the process non-zero in one line, as for a worker.
     """
     from soulprint.services.embedded import Stack
+
+    sock = _listen(args, settings)
+    with Stack(settings) as stack:
+        asyncio.run(_serve(stack.start(), sock, stack))
+    return 0
+
+
+def _listen(args, settings: Settings):
+    """The listening socket of --host/--port (or their settings), bound now: a port in use is one line."""
     from soulprint.services.http.server import ServerError, bind
 
     host = args.host or settings.service.host
@@ -595,12 +604,9 @@ def cmd_serve(args, settings: Settings) -> int:
     if not 0 <= port <= 65535:
         raise CliError(f"--port must be a port number (0-65535), got {port}")
     try:
-        sock = bind(host, port)
+        return bind(host, port)
     except ServerError as exc:
         raise CliError(str(exc)) from None
-    with Stack(settings) as stack:
-        asyncio.run(_serve(stack.start(), sock, stack))
-    return 0
 
 
 async def _serve(settings: Settings, sock, stack, run=None) -> None:
@@ -748,19 +754,11 @@ def cmd_upload_service(args, settings: Settings) -> int:
     """/health and the upload routes alone (no workers, no query service), publishing to an external broker,
     until SIGINT or SIGTERM; a broker lost for SOULPRINT_BROKER_TIMEOUT ends it non-zero, as for a worker."""
     from soulprint.services.embedded import Stack
-    from soulprint.services.http.server import ServerError, bind
 
     if settings.embedded_kafka:
         raise CliError("`soulprint upload-service` needs SOULPRINT_KAFKA_BOOTSTRAP (an embedded broker has no "
                        "workers but this process's: use `soulprint serve`, which takes uploads too)")
-    host = args.host or settings.service.host
-    port = settings.service.port if args.port is None else args.port
-    if not 0 <= port <= 65535:
-        raise CliError(f"--port must be a port number (0-65535), got {port}")
-    try:
-        sock = bind(host, port)
-    except ServerError as exc:
-        raise CliError(str(exc)) from None
+    sock = _listen(args, settings)
     with Stack(settings) as stack:
         asyncio.run(_serve(stack.start(need_kafka=False), sock, stack, run=_run_upload_service))
     return 0
