@@ -91,13 +91,10 @@ async def pg_pool(db):
 @pytest.fixture(scope="session")
 async def runtime(stack_settings, db):
     """One in-process worker (faust app with every agent) for the session."""
-    from soulprint.runtime import build_runtime
+    from support.pipeline import running
 
-    rt = await build_runtime(stack_settings)
-    await rt.start()
-    yield rt
-    await rt.stop()
-    await rt.db.close()
+    async with running(stack_settings) as rt:
+        yield rt
 
 
 @pytest.fixture

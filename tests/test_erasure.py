@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from soulprint.models.events import ConversationChunked, ImportRequested
 from soulprint.models.query import SearchRequest
 from soulprint.reporting import job_finished
-from soulprint.runtime import api_context, build_query_service, build_runtime, http_app
+from soulprint.runtime import api_context, build_query_service, http_app
 from soulprint.services.auth import Authenticator
 from soulprint.services.db.erasure import IMPERSONAL, KEPT, SPECIAL, person_hash, person_tables
 from soulprint.services.http import people
@@ -40,6 +40,7 @@ from soulprint.services.imports import ImportService
 from soulprint.services.lag import consumer_lag
 from soulprint.topics.stages import Lane
 from support.fake_anthropic import FakeAnthropicServer
+from support.pipeline import running
 from support.waiting import wait_until
 from test_http import TIMEOUT, bearer, serve
 from test_http_isolation import write_export
@@ -70,13 +71,8 @@ async def worker(stack_settings):
         llm = dataclasses.replace(stack_settings.llm, api_key="test-key", base_url=server.url,
                                   fast_model=f"claude-haiku-4-5-erase-{tag}")
         settings = dataclasses.replace(stack_settings, app_id=f"erase-{tag}", topic_prefix=f"e{tag}", llm=llm)
-        rt = await build_runtime(settings)
-        await rt.start()
-        try:
+        async with running(settings) as rt:
             yield rt
-        finally:
-            await rt.stop()
-            await rt.db.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from soulprint.runtime import build_runtime
 from soulprint.services.db import usage_for_job
 from soulprint.services.llm import default_prices
 from soulprint.settings import load_settings
 from support.fake_anthropic import FakeAnthropicServer
-from support.pipeline import import_and_wait
+from support.pipeline import import_and_wait, running
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-export.zip"
@@ -37,13 +36,8 @@ async def test_full_pass_through_message_batches_completes_at_half_price(stack_s
         settings = dataclasses.replace(stack_settings, app_id=f"batch-{uuid.uuid4().hex[:8]}",
                                        topic_prefix=f"b{uuid.uuid4().hex[:8]}", facts_batch_api=True,
                                        facts_batch_poll_s=0.0, llm=llm)
-        rt = await build_runtime(settings)
-        await rt.start()
-        try:
+        async with running(settings) as rt:
             job = await import_and_wait(rt, f"batch-{uuid.uuid4().hex[:8]}", SAMPLE)
-        finally:
-            await rt.stop()
-            await rt.db.close()
         stats = server.stats()
 
     assert job.quick_status == "ready", job.quick_error

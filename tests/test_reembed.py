@@ -12,16 +12,14 @@ restart with a new SOULPRINT_EMBEDDING_DIMENSIONS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
 from pathlib import Path
 
 from soulprint.agents import embed, reconciler
 from soulprint.models.jobs import EmbeddingStatus
-from soulprint.runtime import build_runtime
 from support.fake_bedrock_embeddings import FakeBedrockEmbeddings, aws_environment
-from support.pipeline import import_and_wait
+from support.pipeline import import_and_wait, running
 from support.waiting import wait_until
 
 EXPORT = Path(__file__).resolve().parent / "fixtures" / "exports" / "chatgpt_classic"
@@ -42,16 +40,6 @@ def _worker_settings(stack_settings, name: str, dimensions: int | None, provider
         **overrides,
     )
 
-
-@contextlib.asynccontextmanager
-async def worker(settings):
-    rt = await build_runtime(settings)
-    await rt.start()
-    try:
-        yield rt
-    finally:
-        await rt.stop()
-        await rt.db.close()
 
 
 async def spaces_of(db, job_id: str) -> dict[str, int]:
@@ -83,7 +71,7 @@ async def test_a_model_change_reembeds_current_imports_and_then_drops_the_old_sp
     settings_b = _worker_settings(stack_settings, name, 64, reconcile_interval_s=3600.0)
     alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
 
-    async with worker(settings_a) as rt:
+    async with running(settings_a) as rt:
         space_a = rt.embedder.space.space_id
         retired = await import_and_wait(rt, alice, EXPORT)  # alice imports twice: this one is retired
         current = await import_and_wait(rt, alice, EXPORT)
@@ -94,7 +82,7 @@ async def test_a_model_change_reembeds_current_imports_and_then_drops_the_old_sp
         retired = await rt.db.jobs.get(retired.job_id)
         soulprints = {u: await rt.db.soulprints.get(u) for u in (alice, bob)}
 
-    async with worker(settings_b) as rt:
+    async with running(settings_b) as rt:
         space_b = rt.embedder.space.space_id
         assert space_b != space_a
         for job in (current, other):
@@ -137,7 +125,7 @@ async def test_an_interrupted_reembedding_resumes_and_keeps_the_old_space_until_
     settings_b = _worker_settings(stack_settings, name, 64, reconcile_interval_s=3600.0, stall_after_s=0.2)
     user = f"carol-{uuid.uuid4().hex[:6]}"
 
-    async with worker(settings_a) as rt:
+    async with running(settings_a) as rt:
         space_a = rt.embedder.space.space_id
         job = await import_and_wait(rt, user, EXPORT)
         conversations = {r["conversation_id"] for r in await rt.db.pool.fetch(
@@ -155,7 +143,7 @@ async def test_an_interrupted_reembedding_resumes_and_keeps_the_old_space_until_
             await real(rt_, job_id, user_id, conversation_ids[:1])
 
     monkeypatch.setattr(embed, "embed_job", crashing)
-    async with worker(settings_b) as rt:
+    async with running(settings_b) as rt:
         space_b = rt.embedder.space.space_id
         async def taken():
             return set(seen)
@@ -197,7 +185,7 @@ async def test_rolling_the_model_back_before_the_new_space_completes_finds_the_o
     name = f"reembed_{uuid.uuid4().hex[:8]}"
     settings_a = _worker_settings(stack_settings, name, 256, reconcile_interval_s=3600.0)
     user = f"dave-{uuid.uuid4().hex[:6]}"
-    async with worker(settings_a) as rt:
+    async with running(settings_a) as rt:
         space_a = rt.embedder.space
         job = await import_and_wait(rt, user, EXPORT)
         # What a worker with space B did before it was stopped: the restart and one vector.
@@ -223,12 +211,12 @@ async def test_a_change_of_provider_reembeds_through_bedrock_cohere(stack_settin
     name = f"reembed_{uuid.uuid4().hex[:8]}"
     user = f"erin-{uuid.uuid4().hex[:6]}"
     aws_environment(monkeypatch)
-    async with worker(_worker_settings(stack_settings, name, 256)) as rt:
+    async with running(_worker_settings(stack_settings, name, 256)) as rt:
         job = await import_and_wait(rt, user, EXPORT)
         space_a = rt.embedder.space.space_id
     async with FakeBedrockEmbeddings() as bedrock:
         cohere = {"bedrock_endpoint_url": bedrock.url, "bedrock_region": "us-east-1", "bedrock_model": None}
-        async with worker(_worker_settings(stack_settings, name, None, "bedrock-cohere", cohere,
+        async with running(_worker_settings(stack_settings, name, None, "bedrock-cohere", cohere,
                                            reconcile_interval_s=3600.0)) as rt:
             space = rt.embedder.space
             assert space.space_id == "bedrock-cohere/cohere.embed-english-v3/1024" != space_a

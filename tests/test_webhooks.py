@@ -26,7 +26,6 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from soulprint.models.events import JobNotice
 from soulprint.models.jobs import EmbeddingStatus, FullPassStatus, JobStatus, QuickStatus
-from soulprint.runtime import build_runtime
 from soulprint.services.db.notices import record_notice
 from soulprint.services.metrics import METRICS
 from soulprint.services.deadletters import Letter, read_topic, topic_name
@@ -34,7 +33,7 @@ from soulprint.services.webhooks import (TargetRefused, backoff_s, check_target,
                                          retry_after_s, sign)
 from soulprint.settings import WebhookConfig
 from soulprint.topics import DEAD_LETTERS, NOTICES
-from support.pipeline import import_and_wait, publish_import
+from support.pipeline import import_and_wait, publish_import, running
 from support.waiting import wait_until
 from support.webhook_receiver import WebhookReceiver
 
@@ -126,11 +125,8 @@ async def hooks_rt(stack_settings):
         webhooks=WebhookConfig(allow_hosts=("127.0.0.1",), retry_base_s=0.01, retry_cap_s=0.05,
                                max_attempts=MAX_ATTEMPTS, timeout_s=5.0, poll_s=0.05),
     )
-    rt = await build_runtime(settings)
-    await rt.start()
-    yield rt
-    await rt.stop()
-    await rt.db.close()
+    async with running(settings) as rt:
+        yield rt
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,21 @@ from soulprint.services.kafka import ImportPublisher
 from support.waiting import wait_until
 
 
+@contextlib.asynccontextmanager
+async def running(settings):
+    """An in-process worker on ``settings`` (every lane's consumer group joined), stopped and its pool
+    closed after the block."""
+    from soulprint.runtime import build_runtime
+
+    rt = await build_runtime(settings)
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+        await rt.db.close()
+
+
 async def publish_import(settings, user_id: str, source: Path, job_id: str | None = None) -> str:
     job_id = job_id or str(uuid.uuid4())
     async with ImportPublisher(settings) as publisher:
