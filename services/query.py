@@ -58,7 +58,8 @@ class QueryService:
         filters = Filters(tiers=req.tiers, since=req.since, until=req.until, conversation_ids=req.conversation_ids)
         async with self.db.reader.session(user_id) as conn:
             result, _ = await self.db.search.search(conn, user_id, req.query, vector, self.embedder.space, req.k,
-                                                    filters, expand_tokens=req.expand_tokens)
+                                                    filters, expand_tokens=req.expand_tokens,
+                                                    spare=self.db.reader.spare(user_id))
             facts = await self.db.search.facts(conn, user_id, req.query, req.k) if req.include_facts else []
         body = result.to_json()
         return {"hits": body["hits"], "facts": [f.to_json() for f in facts], "stats": body["stats"]}
@@ -88,7 +89,7 @@ class QueryService:
                 raise NoSoulprint(f"{user_id} has no soulprint yet (no import of theirs has completed)")
             result, _ = await self.db.search.search(conn, user_id, message, vector, self.embedder.space,
                                                     self.config.answer_hits, Filters(tiers=ANSWER_TIERS),
-                                                    expand_tokens=budget)
+                                                    expand_tokens=budget, spare=self.db.reader.spare(user_id))
         passages = select_passages(result.hits, budget)
         request = answer_request(view.sections, view.memory_md, passages, recent_turns(history), message)
         request.user_id = user_id  # the cached answer is made of this person's data (erasure finds it)

@@ -85,6 +85,19 @@ async def test_the_hnsw_path_returns_exactly_the_exact_top_k_among_many_people(d
         forced, exact_rankings = await db.search.search(conn, me, "", query, space, 10, filters, exact=True)
     assert result.vector_path == "hnsw" and [c.chunk_id for c in rankings["vector"]] == _exact(query, ids, mine, keep, depth)
     assert forced.vector_path == "exact" and exact_rankings["vector"] == rankings["vector"]
+    # the vector side on a second session beside full text (what the query service does when the
+    # pool has a connection to spare): the same candidates, the same path, the same result
+    async with db.reader.session(me) as conn:
+        spare = db.reader.spare(me)
+        assert spare is not None
+        beside, beside_rankings = await db.search.search(conn, me, "", query, space, 10, filters, spare=spare)
+    assert beside.vector_path == "hnsw" and beside_rankings == rankings and beside.to_json() == result.to_json()
+    async with db.pool.acquire() as conn:  # beside, the scope too narrow for the index: exact answers there as well
+        beside, beside_rankings = await db.search.search(conn, me, "", query, space, 10,
+                                                         Filters(since=T0 + timedelta(hours=590)),
+                                                         spare=db.reader.spare(me))
+    assert beside.vector_path == "exact after hnsw"
+    assert [c.chunk_id for c in beside_rankings["vector"]] == _exact(query, ids, mine, lambda i: i >= 590, depth)
 
     # a scope narrower than the candidates asked for: the index scan comes up short, exact answers
     narrow = Filters(since=T0 + timedelta(hours=590))
@@ -97,3 +110,27 @@ async def test_the_hnsw_path_returns_exactly_the_exact_top_k_among_many_people(d
     await db.pool.execute("UPDATE people SET current_job_id = 'job-gone' WHERE user_id = $1", me)
     assert await db.search.maintain_indexes(space, min_vectors=500) == {"built": [], "dropped": [job]}
     assert await db.pool.fetchval("SELECT count(*) FROM search_indexes WHERE job_id = $1", job) == 0
+
+
+async def test_a_spare_session_only_when_the_pool_has_a_connection_to_spare(stack_settings):
+    """Reader.spare: a second session while the pool can give one at once, None when every
+    connection is taken, so that a search under load never waits for a second connection."""
+    import asyncpg
+
+    from soulprint.services.db.access import Reader
+
+    pool = await asyncpg.create_pool(stack_settings.database_url, min_size=1, max_size=2)
+    try:
+        reader = Reader(pool)
+        async with reader.session("spare-me") as first:
+            spare = reader.spare("spare-me")
+            assert spare is not None  # room for one more
+            async with spare({"hnsw.ef_search": "123"}) as second:
+                assert await second.fetchval("SELECT current_setting('hnsw.ef_search')") == "123"
+                assert await second.fetchval("SELECT current_setting('soulprint.user_id')") == "spare-me"
+                assert reader.spare("spare-me") is None  # both connections taken
+            assert await first.fetchval("SELECT current_user") == "soulprint_reader"
+        async with pool.acquire() as conn:  # the settings were the transaction's alone
+            assert await conn.fetchval("SELECT current_setting('soulprint.user_id', true)") in (None, "")
+    finally:
+        await pool.close()

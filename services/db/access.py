@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncContextManager, AsyncIterator, Callable, Mapping
 
 import asyncpg
 
@@ -69,19 +69,33 @@ class Reader:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    def spare(self, user_id: str) -> Callable[..., AsyncContextManager[asyncpg.Connection]] | None:
+        """A second session of ``user_id`` for work beside the first (the search's two retrievers),
+        or None when the pool has neither an idle connection nor room for one more: under load a
+        search then runs its parts one after the other on one connection instead of waiting for a
+        second."""
+        if self.pool.get_idle_size() == 0 and self.pool.get_size() >= self.pool.get_max_size():
+            return None
+        return lambda settings=None: self.session(user_id, settings)
+
     @asynccontextmanager
-    async def session(self, user_id: str) -> AsyncIterator[asyncpg.Connection]:
+    async def session(self, user_id: str,
+                      settings: Mapping[str, str] | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """``settings``: more settings for this transaction alone (the vector retriever's), set
+        in the same round trip as the person."""
         if not user_id:
             raise ValueError("a reader session needs a person")
+        names = list(settings or ())
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             # Every setting is LOCAL: it ends with the transaction, before the
             # connection goes back to the pool. Plans are made for each query's
             # own values: one person has 900 chunks, another 100,000, and a
             # cached generic plan (asyncpg prepares every statement) picked for
             # neither read all 100,000 to answer a full-text search (0.6 s vs 20 ms).
+            extra = "".join(f", set_config(${2 * i + 3}, ${2 * i + 4}, true)" for i in range(len(names)))
             await conn.execute(
                 "SELECT set_config('role', $1, true), set_config('soulprint.user_id', $2, true),"
-                " set_config('plan_cache_mode', 'force_custom_plan', true)",
-                READER_ROLE, user_id,
+                f" set_config('plan_cache_mode', 'force_custom_plan', true){extra}",
+                READER_ROLE, user_id, *(v for name in names for v in (name, str(settings[name]))),
             )
             yield conn
