@@ -40,16 +40,20 @@ from soulprint.services.db.uploads import Uploads
 class Database:
     """One object per aggregate over one pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, reads: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        # The query service's reads, on connections with no session state to reset between
+        # uses (pool.ReadConnection): reader sessions and token lookups, 1-2 round trips fewer
+        # a search (bench/README.md, "Search at scale").
+        self.reads = reads or pool
         self.jobs = Jobs(pool)
         self.chunks = Chunks(pool)
         self.embeddings = Embeddings(pool)
         self.search = Search(pool)
         self.facts = Facts(pool)
         self.soulprints = Soulprints(pool)
-        self.tokens = Tokens(pool)
-        self.reader = Reader(pool)
+        self.tokens = Tokens(pool, self.reads)
+        self.reader = Reader(self.reads)
         self.view = QueryView(pool)
         self.erasure = Erasures(pool)  # deleting a person, and the ledger every stage checks
         self.uploads = Uploads(pool)  # uploaded exports' jobs: the duplicate check, status with revision
@@ -60,11 +64,18 @@ class Database:
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
-        db = cls(await create_pool(url, min_size=min_size, max_size=max_size))
-        await migrate(db.pool)
-        return db
+        pool = await create_pool(url, min_size=min_size, max_size=max_size)
+        try:
+            await migrate(pool)
+            reads = await create_pool(url, min_size=0, max_size=max_size, reads=True)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, reads)
 
     async def close(self) -> None:
+        if self.reads is not self.pool:
+            await self.reads.close()
         await self.pool.close()
 
     def reconciler_lock(self):

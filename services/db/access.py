@@ -9,6 +9,7 @@ shows that person's rows and nothing else, whatever the SQL inside asks for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from contextlib import asynccontextmanager
@@ -27,8 +28,9 @@ def token_hash(plaintext: str) -> str:
 
 
 class Tokens:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, reads: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.reads = reads or pool  # resolve's one statement, on every request
 
     async def create(self, user_id: str, label: str | None = None) -> tuple[str, str]:
         """A new token bound to ``user_id``: (token_id, plaintext). The plaintext is not kept."""
@@ -56,7 +58,7 @@ class Tokens:
         """The principal of a live person token; None when unknown or revoked."""
         if not plaintext.startswith(TOKEN_PREFIX):
             return None
-        row = await self.pool.fetchrow(
+        row = await self.reads.fetchrow(
             "SELECT token_id, user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
             token_hash(plaintext),
         )
@@ -81,21 +83,36 @@ class Reader:
     @asynccontextmanager
     async def session(self, user_id: str,
                       settings: Mapping[str, str] | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """``settings``: more settings for this transaction alone (the vector retriever's), set
-        in the same round trip as the person."""
+        """``settings``: more settings for this transaction alone (the vector retriever's).
+
+        The transaction begins with its settings in one round trip (a simple query of two
+        statements, so the values are quoted literals rather than parameters) and ends with a
+        COMMIT, or a ROLLBACK if the body raised."""
         if not user_id:
             raise ValueError("a reader session needs a person")
-        names = list(settings or ())
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            # Every setting is LOCAL: it ends with the transaction, before the
-            # connection goes back to the pool. Plans are made for each query's
-            # own values: one person has 900 chunks, another 100,000, and a
-            # cached generic plan (asyncpg prepares every statement) picked for
-            # neither read all 100,000 to answer a full-text search (0.6 s vs 20 ms).
-            extra = "".join(f", set_config(${2 * i + 3}, ${2 * i + 4}, true)" for i in range(len(names)))
-            await conn.execute(
-                "SELECT set_config('role', $1, true), set_config('soulprint.user_id', $2, true),"
-                f" set_config('plan_cache_mode', 'force_custom_plan', true){extra}",
-                READER_ROLE, user_id, *(v for name in names for v in (name, str(settings[name]))),
-            )
-            yield conn
+        # Every setting is LOCAL: it ends with the transaction, before the connection goes back
+        # to the pool. Plans are made for each query's own values: one person has 900 chunks,
+        # another 100,000, and a cached generic plan (asyncpg prepares every statement) picked for
+        # neither read all 100,000 to answer a full-text search (0.6 s vs 20 ms).
+        local = {"role": READER_ROLE, "soulprint.user_id": user_id, "plan_cache_mode": "force_custom_plan",
+                 **(settings or {})}
+        begin = "BEGIN READ ONLY; SELECT " + ", ".join(
+            f"set_config({_quoted(name)}, {_quoted(str(value))}, true)" for name, value in local.items())
+        async with self.pool.acquire() as conn:
+            await conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                # Best effort: a query cut short by cancellation may leave the connection busy;
+                # asyncpg then rolls back when the connection goes back to the pool.
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+
+def _quoted(text: str) -> str:
+    """A string literal (standard_conforming_strings is on: only quotes are doubled)."""
+    if "\x00" in text:
+        raise ValueError("a setting cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"

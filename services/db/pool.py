@@ -34,10 +34,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+class ReadConnection(asyncpg.Connection):
+    """A connection of the read pool: nothing but reader sessions (one transaction each, every
+    setting LOCAL to it) and single statements run on it, so it leaves nothing to reset when it
+    goes back to the pool, and the reset round trip asyncpg makes on every release (unlock
+    advisory locks, close cursors, unlisten, RESET ALL) is skipped. An open transaction is still
+    rolled back by asyncpg."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, reads: bool = False) -> asyncpg.Pool:
+    """``reads``: a pool of ReadConnection (Database.reads)."""
     try:
-        await _ensure_database(url)
-        return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+        if not reads:  # the read pool is made second, beside a pool that made sure of it
+            await _ensure_database(url)
+        return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection,
+                                         connection_class=ReadConnection if reads else asyncpg.Connection)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to Postgres: {exc}") from None
 

@@ -326,13 +326,16 @@ class Search:
         the partial index's predicate), then an exact re-sort of what it found.
 
         ``configured``: ``conn``'s session already has ``_hnsw_settings`` (a session of its own
-        for this retriever); else they are set for this query alone, in a savepoint."""
+        for this retriever); else they are set here, to the end of the caller's transaction (of
+        the reader session's, the rest of it is what follows the vector retriever: neighbours,
+        which do not sort) or of one opened for this query when there is none."""
         n = int(space.dimensions)
         async with contextlib.AsyncExitStack() as held:
             if not configured:
-                await held.enter_async_context(conn.transaction())  # a savepoint inside the session's
-                await conn.execute(";".join(f" SET LOCAL {name} = {value}"
-                                            for name, value in _hnsw_settings(depth).items()))
+                if not conn.is_in_transaction():
+                    await held.enter_async_context(conn.transaction())
+                await conn.execute("SELECT " + ", ".join(f"set_config('{name}', '{value}', true)"
+                                                         for name, value in _hnsw_settings(depth).items()))
             rows = await conn.fetch(
                 f"""
                 SELECT * FROM (
