@@ -20,11 +20,16 @@ measures:
   returned;
 * in process: the same search called here (question embedded, one reader
   session), per question, with no HTTP: less noisy on a shared machine;
+* ceilings: from 4 reader sessions at once, no HTTP, searches per second of
+  the vector retriever's statement alone, of full text alone and of the whole
+  search: what the database can give on this machine, whatever the server;
 * latency: a server process (the product's app: QueryService, Authenticator,
   routes, on uvicorn) and this process as the load: ``c`` clients, each
   sending its next POST /v1/search (k 10, the person's own token) when its
   last answered, for ``--requests`` requests per level. Server, load and
   Postgres share this machine's cores; the numbers say what one box does.
+  Each level says the CPU time per search of the server process, of all
+  Postgres processes and of the load (from /proc).
 
 Prints one JSON object.
 """
@@ -172,6 +177,86 @@ async def serve(url: str, ready_file: Path) -> None:
         await server.stop()
 
 
+def _cpu_ticks(pids) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone (a Postgres backend that ended)
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_meter(server_pid: int):
+    """CPU time spent by the server process, every Postgres process and this one (the load),
+    between the call and the returned function's call, in ms per ``n``."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    before = (_cpu_ticks([server_pid]), _cpu_ticks(_postgres_pids()), _cpu_ticks([os.getpid()]))
+
+    def per(n: int) -> dict:
+        after = (_cpu_ticks([server_pid]), _cpu_ticks(_postgres_pids()), _cpu_ticks([os.getpid()]))
+        server, postgres, load = ((a - b) * tick_ms / n for a, b in zip(after, before))
+        return {"server": round(server, 1), "postgres": round(postgres, 1), "load": round(load, 1),
+                "all": round(server + postgres + load, 1)}
+    return per
+
+
+async def ceilings(url: str, n_queries: int, k: int, workers: int = 4) -> dict:
+    """The most the database gives on this machine: each retriever's own statements, and the
+    product's whole search (one reader session per search, no HTTP), from ``workers`` sessions
+    at once, searches per second. The vector retriever alone at the product's ef_search bounds
+    what any level of clients can reach."""
+    db = await Database.connect(url)
+    embedder = build_embedder("local")
+    texts = queries(n_queries, 13)
+    vectors = [(await embedder.embed([t], "query"))[0] for t in texts]
+    await embedder.close()
+    depth = max(4 * k, 50)
+    person = search_corpus.BIG
+
+    async def vector_only(conn, text, vector):
+        job = await search._current(conn, person, embedder.space.space_id)
+        scope = (person, job["job_id"], None, None, None, None)
+        await db.search._vector_hnsw(conn, scope, json.dumps(list(vector)), embedder.space, depth, False)
+
+    async def full_text_only(conn, text, vector):
+        job = await search._current(conn, person)
+        await db.search._full_text(conn, (person, job["job_id"], None, None, None, None), text, depth, [])
+
+    async def whole(conn, text, vector):
+        await db.search.search(conn, person, text, vector, embedder.space, k)
+
+    out = {"workers": workers, "queries": n_queries}
+    for name, step in (("vector", vector_only), ("full_text", full_text_only), ("search", whole)):
+        work = iter(range(n_queries))
+
+        async def worker():
+            for i in work:
+                async with db.reader.session(person) as conn:
+                    await step(conn, texts[i], vectors[i])
+
+        await asyncio.gather(*(worker() for _ in range(2)))  # warm
+        work = iter(range(n_queries))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        out[f"{name}_per_s"] = round(n_queries / (time.perf_counter() - started), 1)
+    await db.close()
+    return out
+
+
 async def load_http(base: str, token: str, clients: int, requests: int) -> dict:
     """aiohttp as the load, on kept-alive connections (as a real client keeps them: where the
     server's socket lacked TCP_NODELAY, each response waited ~45 ms for a delayed ACK)."""
@@ -222,6 +307,7 @@ def run(args, url: str) -> dict:
         out["recall"].append({"ef_search": ef, **asyncio.run(index_and_recall(url, args.queries, args.k))})
     search.HNSW_EF_SEARCH = PRODUCT_EF_SEARCH
     out["in_process"] = asyncio.run(in_process(url, args.queries, args.k))
+    out["ceilings"] = asyncio.run(ceilings(url, args.queries, args.k))
     token = asyncio.run(make_token(url))
     ready = Path(args.data_dir) / "bench-server.url"
     ready.unlink(missing_ok=True)
@@ -234,7 +320,12 @@ def run(args, url: str) -> dict:
                 raise SystemExit("the bench server exited before it listened")
             time.sleep(0.2)
         base = ready.read_text()
-        out["http"] = [asyncio.run(load_http(base, token, c, args.requests)) for c in args.clients]
+        out["http"] = []
+        for clients in args.clients:
+            meter = cpu_meter(server.pid)
+            level = asyncio.run(load_http(base, token, clients, args.requests))
+            level["cpu_ms_per_search"] = meter(level["requests"])
+            out["http"].append(level)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import pytest
 
 from soulprint.models.embedding import EmbeddingSpace
 from soulprint.services.db.search import Filters
@@ -132,5 +133,18 @@ async def test_a_spare_session_only_when_the_pool_has_a_connection_to_spare(stac
             assert await first.fetchval("SELECT current_user") == "soulprint_reader"
         async with pool.acquire() as conn:  # the settings were the transaction's alone
             assert await conn.fetchval("SELECT current_setting('soulprint.user_id', true)") in (None, "")
+        # the person's id is a quoted literal in the session's first statement: quotes stay text
+        tricky = "o'brien'); SELECT set_config('role', 'postgres', true); --"
+        async with reader.session(tricky) as conn:
+            assert await conn.fetchval("SELECT current_setting('soulprint.user_id')") == tricky
+            assert await conn.fetchval("SELECT current_user") == "soulprint_reader"
+        with pytest.raises(ValueError):
+            async with reader.session("nul\x00byte"):
+                pass
+        with pytest.raises(RuntimeError):  # a failed body rolls back and the connection is usable again
+            async with reader.session("spare-me") as conn:
+                raise RuntimeError("boom")
+        async with reader.session("spare-me") as conn:
+            assert await conn.fetchval("SELECT current_setting('soulprint.user_id')") == "spare-me"
     finally:
         await pool.close()
