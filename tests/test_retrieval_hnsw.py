@@ -8,6 +8,7 @@ Python from the same vectors, independently of Postgres.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import uuid
@@ -99,6 +100,27 @@ async def test_the_hnsw_path_returns_exactly_the_exact_top_k_among_many_people(d
                                                          spare=db.reader.spare(me))
     assert beside.vector_path == "exact after hnsw"
     assert [c.chunk_id for c in beside_rankings["vector"]] == _exact(query, ids, mine, lambda i: i >= 590, depth)
+
+    # the current import seen to change between the two sessions' reads: the search runs again on
+    # the first session alone, so both retrievers search one import (here the vector session sees,
+    # in its own uncommitted transaction, another import as current)
+    @contextlib.asynccontextmanager
+    async def moved(settings):
+        async with db.pool.acquire() as other:
+            change = other.transaction()
+            await change.start()
+            await other.execute("INSERT INTO import_jobs (job_id, user_id, source_uri, status) VALUES"
+                                " ('job-elsewhere', $1, 'x', 'complete')", me)
+            await other.execute("UPDATE people SET current_job_id = 'job-elsewhere' WHERE user_id = $1", me)
+            try:
+                yield other
+            finally:
+                await change.rollback()
+
+    async with db.reader.session(me) as conn:
+        again, again_rankings = await db.search.search(conn, me, "", query, space, 10, filters, spare=moved)
+    assert again.job_id == job and again.vector_path == "hnsw" and again_rankings == rankings
+    assert await db.pool.fetchval("SELECT current_job_id FROM people WHERE user_id = $1", me) == job
 
     # a scope narrower than the candidates asked for: the index scan comes up short, exact answers
     narrow = Filters(since=T0 + timedelta(hours=590))

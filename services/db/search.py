@@ -167,6 +167,16 @@ async def _current(conn: asyncpg.Connection, user_id: str, space_id: str | None 
     )
 
 
+def _scope(user_id: str, job_id: str, filters: Filters) -> tuple:
+    return (user_id, job_id, list(filters.tiers) if filters.tiers else None, filters.since, filters.until,
+            list(filters.conversation_ids) if filters.conversation_ids else None)
+
+
+def _no_import(user_id: str, k: int, expand_tokens: int | None) -> tuple[SearchResult, dict[str, list[Candidate]]]:
+    return (SearchResult([], k, {"full_text": 0, "vector": 0}, None, None, [f"{user_id} has no complete import"],
+                         expand_tokens=expand_tokens), {"full_text": [], "vector": []})
+
+
 def _hnsw_settings(depth: int) -> dict[str, str]:
     """The settings of an HNSW search for ``depth`` candidates. enable_sort off: the index's
     order instead of reading and sorting every vector of the person (stale statistics made
@@ -200,43 +210,63 @@ class Search:
         exact vector path even where an index exists (what the benchmark checks the index against).
         """
         depth = depth or max(4 * k, 50)
-        job = await _current(conn, user_id, space.space_id if space else None)
-        if job is None:
-            empty = {"full_text": [], "vector": []}
-            return SearchResult([], k, {"full_text": 0, "vector": 0}, None, None,
-                                [f"{user_id} has no complete import"], expand_tokens=expand_tokens), empty
-        job_id, notes = job["job_id"], []
-        scope = (user_id, job_id, list(filters.tiers) if filters.tiers else None, filters.since, filters.until,
-                 list(filters.conversation_ids) if filters.conversation_ids else None)
+        space_id = space.space_id if space else None
         if spare is None:
+            job = await _current(conn, user_id, space_id)
+            if job is None:
+                return _no_import(user_id, k, expand_tokens)
+            scope, notes = _scope(user_id, job["job_id"], filters), []
             full_text = await self._full_text(conn, scope, query, depth, notes)
             vector, path = await self._vector(conn, job, scope, query_vector, space, depth, notes, exact)
         else:
-            full_text, (vector, path) = await self._side_by_side(conn, spare, job, scope, query, query_vector,
-                                                                 space, depth, notes, exact)
+            both = await self._side_by_side(conn, spare, user_id, query, query_vector, space, depth, filters, exact)
+            if both is None:
+                return _no_import(user_id, k, expand_tokens)
+            job, full_text, (vector, path), notes = both
+        job_id = job["job_id"]
         rankings = {"full_text": full_text, "vector": vector}
         hits = fuse(rankings, k)
         if expand_tokens is not None:
             hits = expand(hits, await self._neighbours(conn, user_id, job_id, hits), expand_tokens)
-        result = SearchResult(hits, k, {n: len(c) for n, c in rankings.items()}, job_id,
-                              space.space_id if space else None, notes, path, expand_tokens)
+        result = SearchResult(hits, k, {n: len(c) for n, c in rankings.items()}, job_id, space_id, notes, path,
+                              expand_tokens)
         return result, rankings
 
-    async def _side_by_side(self, conn, spare: Spare, job, scope: tuple, query: str, query_vector, space, depth: int,
-                            notes: list[str], exact: bool):
+    async def _side_by_side(self, conn, spare: Spare, user_id: str, query: str, query_vector, space, depth: int,
+                            filters: Filters, exact: bool):
+        """Full text on ``conn`` and vectors on a session of their own, each reading the person's
+        current import itself so that neither waits for the other; (job, full text, (vector,
+        path), notes), or None when the person has no complete import. Should the current import
+        change between the two reads (an import completing that instant), the search runs again
+        one retriever after the other on ``conn``, so both always search one import."""
         vector_notes: list[str] = []
 
         async def vector():
             # The session that runs only the vector retriever holds its index settings throughout.
             async with spare(_hnsw_settings(depth)) as other:
-                return await self._vector(other, job, scope, query_vector, space, depth, vector_notes, exact,
-                                          configured=True)
+                job = await _current(other, user_id, space.space_id if space else None)
+                if job is None:
+                    return None, ([], None)
+                found = await self._vector(other, job, _scope(user_id, job["job_id"], filters), query_vector, space,
+                                           depth, vector_notes, exact, configured=True)
+                return job["job_id"], found
 
+        notes: list[str] = []
         async with asyncio.TaskGroup() as both:  # one failing cancels the other
-            found = both.create_task(vector())
+            beside = both.create_task(vector())
+            job = await _current(conn, user_id)
+            full_text = [] if job is None else await self._full_text(conn, _scope(user_id, job["job_id"], filters),
+                                                                     query, depth, notes)
+        vector_job, found = beside.result()
+        if job is None or vector_job != job["job_id"]:
+            job = await _current(conn, user_id, space.space_id if space else None)
+            if job is None:
+                return None
+            scope, notes = _scope(user_id, job["job_id"], filters), []
             full_text = await self._full_text(conn, scope, query, depth, notes)
-        notes.extend(vector_notes)  # the order the sequential search gives them
-        return full_text, found.result()
+            found = await self._vector(conn, job, scope, query_vector, space, depth, notes, exact)
+            return job, full_text, found, notes
+        return job, full_text, found, notes + vector_notes  # the order the sequential search gives them
 
     async def _full_text(self, conn, scope: tuple, query: str, depth: int, notes: list[str]) -> list[Candidate]:
         """The best ``depth`` micro chunks by idf-weighted full text, reading only the rows that
