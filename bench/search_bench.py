@@ -127,8 +127,8 @@ async def index_and_recall(url: str, n_queries: int, k: int) -> dict:
 
 async def in_process(url: str, n_queries: int, k: int) -> dict:
     """The product's search called in this process, as QueryService.search runs it (the question
-    embedded, then one reader session): per-question times with no HTTP, less noisy on a shared
-    machine than the load levels."""
+    embedded, then a reader session, the vector retriever on a second one beside it): per-question
+    times with no HTTP, less noisy on a shared machine than the load levels."""
     db = await Database.connect(url)
     embedder = build_embedder("local")
     embed_ms, search_ms = [], []
@@ -137,7 +137,8 @@ async def in_process(url: str, n_queries: int, k: int) -> dict:
         vector = (await embedder.embed([text], "query"))[0]
         t1 = time.perf_counter()
         async with db.reader.session(search_corpus.BIG) as conn:
-            await db.search.search(conn, search_corpus.BIG, text, vector, embedder.space, k)
+            await db.search.search(conn, search_corpus.BIG, text, vector, embedder.space, k,
+                                   spare=db.reader.spare(search_corpus.BIG))
         embed_ms.append((t1 - t0) * 1000)
         search_ms.append((time.perf_counter() - t1) * 1000)
     await embedder.close()
