@@ -211,18 +211,18 @@ class Search:
         """
         depth = depth or max(4 * k, 50)
         space_id = space.space_id if space else None
-        if spare is None:
+        both = None
+        if spare is not None:
+            both = await self._side_by_side(conn, spare, user_id, query, query_vector, space, depth, filters, exact)
+        if both is not None:
+            job, full_text, (vector, path), notes = both
+        else:  # one retriever after the other on conn
             job = await _current(conn, user_id, space_id)
             if job is None:
                 return _no_import(user_id, k, expand_tokens)
             scope, notes = _scope(user_id, job["job_id"], filters), []
             full_text = await self._full_text(conn, scope, query, depth, notes)
             vector, path = await self._vector(conn, job, scope, query_vector, space, depth, notes, exact)
-        else:
-            both = await self._side_by_side(conn, spare, user_id, query, query_vector, space, depth, filters, exact)
-            if both is None:
-                return _no_import(user_id, k, expand_tokens)
-            job, full_text, (vector, path), notes = both
         job_id = job["job_id"]
         rankings = {"full_text": full_text, "vector": vector}
         hits = fuse(rankings, k)
@@ -235,10 +235,10 @@ class Search:
     async def _side_by_side(self, conn, spare: Spare, user_id: str, query: str, query_vector, space, depth: int,
                             filters: Filters, exact: bool):
         """Full text on ``conn`` and vectors on a session of their own, each reading the person's
-        current import itself so that neither waits for the other; (job, full text, (vector,
-        path), notes), or None when the person has no complete import. Should the current import
-        change between the two reads (an import completing that instant), the search runs again
-        one retriever after the other on ``conn``, so both always search one import."""
+        current import itself so that neither waits for the other: (job, full text, (vector,
+        path), notes). None when the two reads disagree (an import completing that instant) or
+        find no complete import: the caller then searches one retriever after the other on
+        ``conn``, so both retrievers always search one import."""
         vector_notes: list[str] = []
 
         async def vector():
@@ -259,13 +259,7 @@ class Search:
                                                                      query, depth, notes)
         vector_job, found = beside.result()
         if job is None or vector_job != job["job_id"]:
-            job = await _current(conn, user_id, space.space_id if space else None)
-            if job is None:
-                return None
-            scope, notes = _scope(user_id, job["job_id"], filters), []
-            full_text = await self._full_text(conn, scope, query, depth, notes)
-            found = await self._vector(conn, job, scope, query_vector, space, depth, notes, exact)
-            return job, full_text, found, notes
+            return None
         return job, full_text, found, notes + vector_notes  # the order the sequential search gives them
 
     async def _full_text(self, conn, scope: tuple, query: str, depth: int, notes: list[str]) -> list[Candidate]:
