@@ -12,16 +12,16 @@ import contextlib
 import math
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import orjson
 import pytest
 
 from soulprint.models.embedding import EmbeddingSpace
 from soulprint.services.db.search import Filters
+from support.chunks import T0, add_person
 
 DIM = 16
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def _unit(v: list[float]) -> list[float]:
@@ -30,19 +30,9 @@ def _unit(v: list[float]) -> list[float]:
 
 
 async def _person(db, user: str, space: EmbeddingSpace, vectors: list[list[float]]) -> tuple[str, list[str]]:
-    job = f"job-{user}"
-    await db.pool.execute(
-        "INSERT INTO import_jobs (job_id, user_id, source_uri, status, embedding_status, embedding_model, embedded,"
-        " embedding_total) VALUES ($1, $2, 'test', 'complete', 'complete', $3, $4, $4)",
-        job, user, space.space_id, len(vectors))
-    await db.pool.execute("INSERT INTO people (user_id, current_job_id) VALUES ($1, $2)", user, job)
-    ids = [str(uuid.uuid4()) for _ in vectors]
-    await db.pool.copy_records_to_table(
-        "conversation_chunks",
-        columns=["chunk_id", "user_id", "job_id", "conversation_id", "tier", "chunk_index", "content",
-                 "token_count", "message_ids", "message_at"],
-        records=[(uuid.UUID(c), user, job, f"conv-{i // 20}", "micro", i % 20, f"chunk {i}", 3, [f"m{i}"],
-                  T0 + timedelta(hours=i)) for i, c in enumerate(ids)])
+    job, ids = await add_person(db, user, [f"chunk {i}" for i in range(len(vectors))], tokens=3,
+                                job={"embedding_status": "complete", "embedding_model": space.space_id,
+                                     "embedded": len(vectors), "embedding_total": len(vectors)})
     await db.pool.execute(
         "INSERT INTO chunk_embeddings (job_id, chunk_id, model, dimensions, embedding)"
         " SELECT $1, x.c, $2, $3, x.v::vector FROM unnest($4::uuid[], $5::text[]) AS x(c, v)",

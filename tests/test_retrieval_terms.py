@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from soulprint.services.db.search import Filters
+from support.chunks import T0, add_person
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 COMMON = ["kafka", "lisbon", "budget", "coffee", "review", "deploy"]
 RARE = ["dagster", "tromso", "violin", "quartz", "marathon"]
 FAMILY = ["run", "runs", "running"]
@@ -43,19 +43,8 @@ def _texts(rng: random.Random, n: int) -> list[list[str]]:
 
 
 async def _person(db, user: str, texts: list[list[str]]) -> tuple[str, list[str]]:
-    job = f"job-{user}"
-    await db.pool.execute(
-        "INSERT INTO import_jobs (job_id, user_id, source_uri, status, chunks_micro) VALUES ($1, $2, 'test', 'complete', $3)",
-        job, user, len(texts))
-    await db.pool.execute("INSERT INTO people (user_id, current_job_id) VALUES ($1, $2)", user, job)
-    ids = [str(uuid.uuid4()) for _ in texts]
-    await db.pool.copy_records_to_table(
-        "conversation_chunks",
-        columns=["chunk_id", "user_id", "job_id", "conversation_id", "tier", "chunk_index", "content",
-                 "token_count", "message_ids", "message_at"],
-        records=[(uuid.UUID(c), user, job, f"conv-{i // 20}", "micro", i % 20, " ".join(words), 8, [f"m{i}"],
-                  T0 + timedelta(hours=i)) for i, (c, words) in enumerate(zip(ids, texts))])
-    return job, ids
+    return await add_person(db, user, [" ".join(words) for words in texts], tokens=8,
+                            job={"chunks_micro": len(texts)})
 
 
 async def _expected(db, query: str, ids: list[str], texts: list[list[str]]) -> dict[str, float]:

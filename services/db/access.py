@@ -18,6 +18,7 @@ from typing import AsyncContextManager, AsyncIterator, Callable, Mapping
 import asyncpg
 
 from soulprint.models.access import Principal
+from soulprint.services.db.pool import set_local
 
 TOKEN_PREFIX = "sp_"
 READER_ROLE = "soulprint_reader"
@@ -96,8 +97,7 @@ class Reader:
         # neither read all 100,000 to answer a full-text search (0.6 s vs 20 ms).
         local = {"role": READER_ROLE, "soulprint.user_id": user_id, "plan_cache_mode": "force_custom_plan",
                  **(settings or {})}
-        begin = "BEGIN READ ONLY; SELECT " + ", ".join(
-            f"set_config({_quoted(name)}, {_quoted(str(value))}, true)" for name, value in local.items())
+        begin = "BEGIN READ ONLY; " + set_local(local)
         async with self.pool.acquire() as conn:
             await conn.execute(begin)
             try:
@@ -110,9 +110,3 @@ class Reader:
                 raise
             await conn.execute("COMMIT")
 
-
-def _quoted(text: str) -> str:
-    """A string literal (standard_conforming_strings is on: only quotes are doubled)."""
-    if "\x00" in text:
-        raise ValueError("a setting cannot hold a NUL character")
-    return "'" + text.replace("'", "''") + "'"

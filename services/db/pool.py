@@ -12,7 +12,7 @@ import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from importlib import resources
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import asyncpg
 
@@ -32,6 +32,21 @@ def ts(value: float | None) -> datetime | None:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as an SQL string literal, for the few statements that cannot take parameters
+    (a partial index's predicate, a simple query of several statements). standard_conforming_strings
+    is on, so only quotes are doubled; a NUL cannot be in a Postgres string at all."""
+    if "\x00" in text:
+        raise ValueError("an SQL string cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def set_local(settings: Mapping[str, object]) -> str:
+    """One SELECT setting every one of ``settings`` to the end of the current transaction."""
+    return "SELECT " + ", ".join(f"set_config({quote_literal(name)}, {quote_literal(str(value))}, true)"
+                                 for name, value in settings.items())
 
 
 class ReadConnection(asyncpg.Connection):

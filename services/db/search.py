@@ -40,6 +40,7 @@ from soulprint.domain.chunking import chunk_id
 from soulprint.domain.retrieval import (PREFIX_LEXEMES, Candidate, FactHit, FullTextPlan, SearchResult, expand, fuse,
                                         plan_full_text, tsquery_terms, vocabulary_term)
 from soulprint.models.embedding import EmbeddingSpace
+from soulprint.services.db.pool import quote_literal, set_local
 
 # An import with this many vectors in a space gets its HNSW index (bench/README.md,
 # "Retrieval quality": exact costs ~linear in the person's vectors, the index ~flat).
@@ -99,10 +100,6 @@ _TIES = "k.message_at DESC NULLS LAST, k.conversation_id, k.tier, k.chunk_index"
 def _candidate(r: asyncpg.Record) -> Candidate:
     return Candidate(r["chunk_id"], r["conversation_id"], r["conversation_title"], list(r["message_ids"]),
                      r["tier"], r["message_at"], r["token_count"], r["content"], r["chunk_index"])
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 _WORDS = ("SELECT w.lexeme AS word, (SELECT string_agg(e.lexeme, ' ') FROM unnest(to_tsvector('english', w.lexeme))"
@@ -359,15 +356,15 @@ class Search:
             if not configured:
                 if not conn.is_in_transaction():
                     await held.enter_async_context(conn.transaction())
-                await conn.execute("SELECT " + ", ".join(f"set_config('{name}', '{value}', true)"
-                                                         for name, value in _hnsw_settings(depth).items()))
+                await conn.execute(set_local(_hnsw_settings(depth)))
             rows = await conn.fetch(
                 f"""
                 SELECT * FROM (
                     SELECT {_COLUMNS}, e.embedding::vector({n}) <=> $7::vector({n}) AS distance
                       FROM chunk_embeddings e
                       JOIN conversation_chunks k ON k.job_id = e.job_id AND k.chunk_id = e.chunk_id
-                     WHERE {_SCOPE} AND e.job_id = {_literal(scope[1])} AND e.model = {_literal(space.space_id)}
+                     WHERE {_SCOPE} AND e.job_id = {quote_literal(scope[1])}
+                       AND e.model = {quote_literal(space.space_id)}
                      ORDER BY e.embedding::vector({n}) <=> $7::vector({n})
                      LIMIT $8
                 ) k
@@ -436,7 +433,7 @@ class Search:
                     await conn.execute(
                         f'CREATE INDEX CONCURRENTLY "{name}" ON chunk_embeddings USING hnsw'
                         f" ((embedding::vector({int(space.dimensions)})) vector_cosine_ops) WITH ({HNSW_GRAPH})"
-                        f" WHERE job_id = {_literal(r['job_id'])} AND model = {_literal(space.space_id)}"
+                        f" WHERE job_id = {quote_literal(r['job_id'])} AND model = {quote_literal(space.space_id)}"
                     )
                 finally:
                     await conn.execute("RESET maintenance_work_mem")
