@@ -237,6 +237,9 @@ class Settings:
     full_pass_deadline_s: float = 1800.0
     # A resumable (tus) upload not finished this long after its creation expires (410, its bytes removed).
     upload_expires_s: float = 86400.0
+    # An expired upload keeps answering 410 (without its bytes) this long after it expired; then its row
+    # goes and it answers 404 like an upload that never was.
+    upload_gone_kept_s: float = 86400.0
     # Tracebacks instead of one-line errors at the terminal.
     debug: bool = False
     # Log lines: "text" (for a terminal) or "json" (one object per line, for a log collector).
@@ -309,6 +312,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         extraction_max_attempts=r.integer("SOULPRINT_EXTRACTION_MAX_ATTEMPTS", d.extraction_max_attempts, minimum=1),
         full_pass_deadline_s=r.number("SOULPRINT_FULL_PASS_DEADLINE", d.full_pass_deadline_s, minimum=1.0),
         upload_expires_s=r.number("SOULPRINT_UPLOAD_EXPIRES_S", d.upload_expires_s, minimum=1.0),
+        upload_gone_kept_s=r.number("SOULPRINT_UPLOAD_GONE_KEPT_S", d.upload_gone_kept_s, minimum=0.0),
         debug=r.flag("SOULPRINT_DEBUG", d.debug),
         log_format=r.choice("SOULPRINT_LOG_FORMAT", ("text", "json")) or d.log_format,
         parse_limits=_parse_limits(r),

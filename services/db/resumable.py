@@ -116,12 +116,17 @@ class Resumable:
                 await conn.execute("DELETE FROM tus_uploads WHERE upload_id = $1", upload_id)
             return bool(found)
 
-    async def sweep_expired(self) -> list[str]:
-        """Delete every expired upload no PATCH holds; their ids (for their part files)."""
-        rows = await self.pool.fetch(
-            "DELETE FROM tus_uploads WHERE upload_id IN (SELECT upload_id FROM tus_uploads"
-            " WHERE expires_at <= now() FOR UPDATE SKIP LOCKED) RETURNING upload_id")
-        return [r["upload_id"] for r in rows]
+    async def sweep_expired(self, kept_s: float) -> tuple[list[str], list[str]]:
+        """The expired uploads no PATCH holds: the ids whose rows this deletes (expired more than
+        ``kept_s`` ago) and the ids still kept, answering 410; both for their part files."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT upload_id, expires_at <= now() - make_interval(secs => $1) AS old FROM tus_uploads"
+                " WHERE expires_at <= now() FOR UPDATE SKIP LOCKED", kept_s)
+            old = [r["upload_id"] for r in rows if r["old"]]
+            if old:
+                await conn.execute("DELETE FROM tus_uploads WHERE upload_id = ANY($1::text[])", old)
+        return old, [r["upload_id"] for r in rows if not r["old"]]
 
     async def existing(self, upload_ids: list[str]) -> set[str]:
         rows = await self.pool.fetch("SELECT upload_id FROM tus_uploads WHERE upload_id = ANY($1::text[])",

@@ -13,8 +13,10 @@ pipeline (``ImportService.submit_stored``), and the answer names the job
 
 The person is the token's (``?user=`` for the operator); another person's
 upload is not found. An expired upload answers 410 and loses its bytes;
-``ResumableUploads.sweep`` removes expired uploads (on every creation, and
-for the reconciler through ``sweep_expired``).
+its row stays for ``upload_gone_kept_s`` more, so a client coming back
+late still hears 410, then goes and the upload answers 404.
+``ResumableUploads.sweep`` does both (on every creation, and for the
+reconciler through ``sweep_expired``).
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class ResumableUploads:
         self.rows = db.resumable
         self.files = PartFiles(settings.data_dir / "tus")
         self.expires_s = settings.upload_expires_s
+        self.gone_kept_s = settings.upload_gone_kept_s
         self.max_bytes = settings.upload.max_upload_bytes
 
     async def create(self, user_id: str, length: int, metadata: dict[str, str]) -> Upload:
@@ -175,10 +178,12 @@ class ResumableUploads:
         return upload
 
     async def sweep(self) -> int:
-        """Remove expired uploads and part files whose row is gone (a termination or an erasure that
-        stopped half-way); how many uploads' bytes were removed."""
-        gone = set(await self.rows.sweep_expired())
+        """Remove the bytes of expired uploads, the rows of those expired longer than the 410 window,
+        and part files whose row is gone (a termination or an erasure that stopped half-way); how many
+        uploads' bytes or rows were removed."""
+        deleted, kept = await self.rows.sweep_expired(self.gone_kept_s)
         on_disk = self.files.ids()
+        gone = set(deleted) | (set(kept) & set(on_disk))
         gone |= set(on_disk) - await self.rows.existing(on_disk)
         for upload_id in gone:
             self.files.remove(upload_id)
