@@ -27,6 +27,7 @@ from soulprint.services.http import imports
 from soulprint.services.http.health import Health
 from soulprint.services.http.server import ApiServer, bind
 from soulprint.services.storage.s3 import S3Storage
+from support.pipeline import reconciler_paused
 from support.s3 import bucket_keys, moto_s3
 from support.waiting import wait_until
 
@@ -221,9 +222,10 @@ async def test_the_same_export_while_running_is_409_and_a_stale_one_is_supersede
         again = await client.post("/v1/imports", content=SAMPLE.read_bytes())
         assert again.status_code == 409 and error_of(again)["job_id"] == "held-" + user
         assert await runtime.storage.list_person(user) == []  # the second copy is not kept
-        await runtime.db.pool.execute("UPDATE import_jobs SET updated_at = now() - interval '2 hours'"
-                                      " WHERE job_id = $1", "held-" + user)
-        fresh = await client.post("/v1/imports", content=SAMPLE.read_bytes())
+        async with reconciler_paused(runtime.db):  # the aged job is stalled to the reconciler too
+            await runtime.db.pool.execute("UPDATE import_jobs SET updated_at = now() - interval '2 hours'"
+                                          " WHERE job_id = $1", "held-" + user)
+            fresh = await client.post("/v1/imports", content=SAMPLE.read_bytes())
     assert fresh.status_code == 202, fresh.text
     old = await runtime.db.jobs.get("held-" + user)
     assert old.status == "failed" and old.error_code == "superseded"

@@ -13,8 +13,21 @@ from soulprint.models.domain import Conversation, Message
 from soulprint.models.events import ConversationImported, ImportRequested
 from soulprint.topics import conversation_key
 from soulprint.reporting import job_finished
+from soulprint.services.db.pool import RECONCILER_LOCK
 from soulprint.services.kafka import ImportPublisher
 from support.waiting import wait_until
+
+
+@contextlib.asynccontextmanager
+async def reconciler_paused(db):
+    """No worker's reconciler pass runs inside the block: its lock is held (a pass under way is waited
+    out), for tests that age a row the reconciler would act on."""
+    async with db.pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", RECONCILER_LOCK)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RECONCILER_LOCK)
 
 
 @contextlib.asynccontextmanager
