@@ -172,6 +172,8 @@ class WebhookConfig:
     poll_s: float = 1.0  # how often the relay and the retry timer look for work
     # The service's public base URL (https://soulprint.example): bodies then carry a status_url.
     public_url: str | None = None
+    # Published notices and settled deliveries are deleted this long after (services/db/notices.py).
+    retention_s: float = 30 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_attempts=r.integer("SOULPRINT_WEBHOOK_MAX_ATTEMPTS", WebhookConfig.max_attempts, minimum=1),
             timeout_s=r.number("SOULPRINT_WEBHOOK_TIMEOUT", WebhookConfig.timeout_s, minimum=0.1),
             poll_s=r.number("SOULPRINT_WEBHOOK_POLL_INTERVAL", WebhookConfig.poll_s, minimum=0.01),
+            retention_s=r.number("SOULPRINT_WEBHOOK_RETENTION", WebhookConfig.retention_s, minimum=60.0),
             public_url=(r.text("SOULPRINT_PUBLIC_URL") or "").rstrip("/") or None,
         ),
         upload=UploadConfig(

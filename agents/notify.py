@@ -27,6 +27,7 @@ import logging
 
 from soulprint.models.events import JobNotice
 from soulprint.models.text import one_line
+from soulprint.services.db.notices import NOTIFY_STAGE as STAGE  # what its dead letters are named
 from soulprint.services.db.webhooks import Delivery
 from soulprint.services.deadletters import Letter, topic_name
 from soulprint.services.metrics import METRICS
@@ -36,7 +37,6 @@ from soulprint.topics.stages import Lane
 
 log = logging.getLogger("soulprint.agents.notify")
 
-STAGE = "notify"
 RELAY_BATCH = 200  # notices one relay pass publishes at most
 SEND_BATCH = 32  # deliveries one sender pass attempts at once
 FAN_OUT_ATTEMPTS = 5  # tries at turning one notice into deliveries before it is a dead letter

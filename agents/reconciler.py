@@ -65,7 +65,22 @@ async def reconcile_once(rt) -> int:
         # Large current imports get their HNSW index once embedded; replaced ones lose it.
         await rt.db.search.maintain_indexes(rt.embedder.space)
         await sweep_expired(rt.db, rt.settings)  # expired resumable (tus) uploads and their bytes
+        await _prune_notices(rt)
         return handled
+
+
+PRUNE_BATCH = 5_000  # notices (and deliveries) one prune statement deletes at most
+PRUNE_ROUNDS = 10  # prune statements one pass runs at most: a backlog is caught up over several passes
+
+
+async def _prune_notices(rt) -> None:
+    """The webhook outbox kept to its retention (services/db/notices.Notices.prune)."""
+    for _ in range(PRUNE_ROUNDS):
+        deliveries, notices = await rt.db.notices.prune(rt.settings.webhooks.retention_s, PRUNE_BATCH)
+        if deliveries or notices:
+            log.info("pruned %d webhook deliveries and %d notices past their retention", deliveries, notices)
+        if deliveries < PRUNE_BATCH and notices < PRUNE_BATCH:
+            return
 
 
 async def reconcile_job(rt, job: Job, full_pass_age_s: float | None) -> tuple[int, list]:

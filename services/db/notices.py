@@ -10,6 +10,12 @@ to the ``notices`` topic, at least once, and marks them published.
 
 Notice ids are deterministic (migration 0016's soulprint_notice_id), so a
 replayed transition or a repeated erasure writes nothing new.
+
+``Notices.prune`` keeps the outbox bounded: settled deliveries and published
+notices older than the retention go (the reconciler calls it every pass). A
+notice that may still be needed stays: one not yet published, one with a
+delivery that is pending or dead (a `dlq replay` fans it out again), and one
+of a person and job with a notify dead letter not yet replayed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncpg
 
 from soulprint.models.events import JobNotice
 
+NOTIFY_STAGE = "notify"  # the stage the notify lane's dead letters name (agents/notify.py)
 NOTICE_TYPES = ("soulprint.quick_ready", "soulprint.complete", "soulprint.failed", "person.deleted")
 
 
@@ -76,3 +83,35 @@ class Notices:
         rows = await self.pool.fetch("SELECT * FROM notices WHERE job_id = $1 ORDER BY created_at, notice_id",
                                      job_id)
         return [_notice(r) for r in rows]
+
+    async def prune(self, older_than_s: float, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` settled deliveries (delivered, or gone with their endpoint) and then up
+        to ``limit`` published notices that nothing may still need, all older than ``older_than_s``;
+        how many of each. Run again until both are below the limit to catch up."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            deliveries = await conn.fetchval(
+                """
+                WITH old AS (
+                    SELECT delivery_id FROM webhook_deliveries
+                     WHERE status IN ('delivered', 'gone') AND updated_at < now() - make_interval(secs => $1)
+                     LIMIT $2 FOR UPDATE SKIP LOCKED
+                ), gone AS (DELETE FROM webhook_deliveries d USING old WHERE d.delivery_id = old.delivery_id
+                            RETURNING 1)
+                SELECT count(*) FROM gone
+                """,
+                older_than_s, limit)
+            notices = await conn.fetchval(
+                """
+                WITH old AS (
+                    SELECT n.notice_id FROM notices n
+                     WHERE n.published_at < now() - make_interval(secs => $1)
+                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.notice_id = n.notice_id)
+                       AND NOT EXISTS (SELECT 1 FROM dead_letters l
+                                        WHERE l.stage = $3 AND l.replayed_at IS NULL
+                                          AND l.user_id = n.user_id AND l.job_id IS NOT DISTINCT FROM n.job_id)
+                     LIMIT $2 FOR UPDATE OF n SKIP LOCKED
+                ), gone AS (DELETE FROM notices n USING old WHERE n.notice_id = old.notice_id RETURNING 1)
+                SELECT count(*) FROM gone
+                """,
+                older_than_s, limit, NOTIFY_STAGE)
+        return deliveries, notices
