@@ -255,9 +255,11 @@ def api_context(settings: Settings, db: Database, auth: Authenticator, health, s
                 query: QueryService | None):
     """What the route modules are built from (services/http/context.py), for `serve` and the upload service."""
     from soulprint.services.http.context import ApiContext
+    from soulprint.services.http.tus import ResumableUploads
 
     return ApiContext(settings=settings, db=db, auth=auth, health=health, query=query,
-                      imports=ImportService(settings, db, storage), erasure=Erasure(db, storage))
+                      imports=ImportService(settings, db, storage),
+                      erasure=Erasure(db, storage, ResumableUploads(db, settings)))
 
 
 def http_app(ctx, modules, mcp=None) -> "Starlette":

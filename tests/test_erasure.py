@@ -36,6 +36,7 @@ from soulprint.services.auth import Authenticator
 from soulprint.services.db.erasure import IMPERSONAL, KEPT, SPECIAL, person_hash, person_tables
 from soulprint.services.http import people
 from soulprint.services.http.health import Health
+from soulprint.services.http.tus import ResumableUploads
 from soulprint.services.imports import ImportService
 from soulprint.services.lag import consumer_lag
 from soulprint.topics.stages import Lane
@@ -136,6 +137,7 @@ class PersonA:
     jobs: list[str]
     events: list[tuple[str, bytes | None, bytes, list]]  # (topic, key, value, headers) of A's events
     before: dict[str, int]  # A's rows per person table (llm_cache: the entries linked to A)
+    part: Path  # the bytes of A's unfinished resumable upload
 
 
 @pytest.fixture
@@ -151,11 +153,16 @@ async def person_a(worker, person_b):
     events = await _events_of(worker.settings, [user, *jobs])
     assert {topic.rsplit(".", 1)[-1] for topic, *_ in events} >= {"imports", "conversations", "chunks", "facts"}
     assert await worker.storage.list_person(user)
+    # Half an export sent over tus, not finished: its bytes wait in a part file.
+    uploads = ResumableUploads(worker.db, worker.settings)
+    upload = await uploads.create(user, 10_000, {"filename": "export.zip"})
+    part = uploads.files.path(upload.upload_id)
+    part.write_bytes(f'{{"title": "{phrase}"'.encode())
     # The search sees A everywhere A is (so that finding nothing afterwards means something).
     assert set(await mentions(worker.db.pool, [user, *jobs, phrase])) >= {
         "import_jobs", "conversations", "conversation_chunks", "chunk_embeddings", "facts", "soulprint_versions",
         "query_soulprints", "api_tokens", "llm_cache_people", "llm_usage", "notices"}
-    return PersonA(user, token, phrase, jobs, events, await _rows_of(worker.db.pool, user, jobs))
+    return PersonA(user, token, phrase, jobs, events, await _rows_of(worker.db.pool, user, jobs), part)
 
 
 # -- what the catalog says ------------------------------------------------------------
@@ -267,8 +274,8 @@ async def check_erased(rt, a: PersonA, receipt: dict, b_before: dict[str, int], 
     pool = rt.db.pool
     assert receipt["user_id"] == a.user and receipt["erased_at"]
     assert {t: n for t, n in receipt["tables"].items() if n} == {t: n for t, n in a.before.items() if n}
-    assert receipt["files"] >= 1
-    for table in ("import_jobs", "conversations", "conversation_chunks", "chunk_embeddings", "facts",
+    assert receipt["files"] >= 2  # the stored export and the unfinished upload's part file
+    for table in ("tus_uploads", "import_jobs", "conversations", "conversation_chunks", "chunk_embeddings", "facts",
                   "consolidated_facts", "memories", "soulprint_versions", "query_soulprints", "api_tokens",
                   "llm_cache", "llm_usage"):
         assert receipt["tables"].get(table), f"{table}: nothing erased ({receipt['tables']})"
@@ -276,6 +283,7 @@ async def check_erased(rt, a: PersonA, receipt: dict, b_before: dict[str, int], 
     needles = [a.user, *a.jobs, a.phrase]
     assert await mentions(pool, needles) == {}
     assert await rt.storage.list_person(a.user) == []
+    assert not a.part.exists()  # the unfinished upload's bytes went with the erasure, not at a later sweep
     assert await rt.db.tokens.resolve(a.token) is None
     assert await rt.db.erasure.is_erased(a.user)
     notice = await pool.fetchrow("SELECT data FROM notices WHERE type = 'person.deleted' AND user_id = $1", a.user)

@@ -133,7 +133,7 @@ class Resumable:
                                      upload_ids)
         return {r["upload_id"] for r in rows}
 
-    async def delete_person(self, user_id: str) -> list[str]:
-        """Every upload of the person, gone; their ids (for their part files)."""
-        rows = await self.pool.fetch("DELETE FROM tus_uploads WHERE user_id = $1 RETURNING upload_id", user_id)
-        return [r["upload_id"] for r in rows]
+    async def ids_of(self, user_id: str) -> list[str]:
+        """The person's upload ids (erasure removes their part files once the rows are gone)."""
+        return [r["upload_id"] for r in await self.pool.fetch(
+            "SELECT upload_id FROM tus_uploads WHERE user_id = $1", user_id)]

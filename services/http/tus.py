@@ -162,7 +162,7 @@ async def _until_idle(chunks: AsyncIterator[bytes], idle_s: float) -> AsyncItera
 
 
 class ResumableUploads:
-    """The uploads' rows and part files together: creation, the sweep, a person's erasure."""
+    """The uploads' rows and part files together: creation, the sweep, a person's part files at erasure."""
 
     def __init__(self, db: "Database", settings: "Settings") -> None:
         self.rows = db.resumable
@@ -189,12 +189,16 @@ class ResumableUploads:
             self.files.remove(upload_id)
         return len(gone)
 
-    async def delete_person(self, user_id: str) -> int:
-        """Every upload of the person, rows and bytes (erasure); how many."""
-        ids = await self.rows.delete_person(user_id)
-        for upload_id in ids:
+    async def ids_of(self, user_id: str) -> list[str]:
+        return await self.rows.ids_of(user_id)
+
+    def remove_parts(self, upload_ids: list[str]) -> int:
+        """The part files of these uploads removed (erasure, after their rows are gone); how many were there."""
+        removed = 0
+        for upload_id in upload_ids:
+            removed += self.files.path(upload_id).exists()
             self.files.remove(upload_id)
-        return len(ids)
+        return removed
 
 
 async def sweep_expired(db: "Database", settings: "Settings") -> int:
