@@ -10,6 +10,7 @@ import pytest
 from soulprint.domain.prompts.quick_sections import quick_sections_request
 from soulprint.models.llm import Usage
 from soulprint.models.sections import Sections, SectionsAnswer
+from soulprint.services.db.jobs import Jobs
 from soulprint.services.db.llm import PostgresCache, PostgresUsageSink, usage_for_job
 from soulprint.services.llm.accounting import MemoryUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
@@ -308,7 +309,7 @@ def pg(request):
 async def test_postgres_cache_round_trip(pg, fake_server):
     cache = PostgresCache(pg)
     client = client_for(fake_server, cache=cache)
-    req = small_request(f"postgres cache {uuid.uuid4()}")
+    req = small_request(f"postgres cache {uuid.uuid4()}", job_id=None)  # nobody's: kept without an owner
     first = await client.complete(req)
     second = await client.complete(req)
     await client.aclose()
@@ -319,6 +320,7 @@ async def test_postgres_cache_round_trip(pg, fake_server):
 
 async def test_postgres_usage_accumulates(pg, fake_server):
     job = f"job-{uuid.uuid4()}"
+    await Jobs(pg).create(job, "user-usage", "file:///export.zip")  # usage of a job that is gone is anonymous
     sink = PostgresUsageSink(pg)
     client = client_for(fake_server, sink=sink, cache=MemoryCache())
     r1 = await client.complete(small_request("one", job_id=job, stage="quick_pass"))

@@ -161,6 +161,12 @@ async def _share_live(conn: asyncpg.Connection, job_ids: set[str]) -> set[str]:
     return {r["job_id"] for r in rows}
 
 
+async def _hold_row(conn: asyncpg.Connection, job_id: str) -> bool:
+    """Lock the job row FOR NO KEY UPDATE before writing the job's rows; False if it is gone. An
+    erasure locks it FOR UPDATE first, so a write either ends before it or finds no row after it."""
+    return bool(await conn.fetchval("SELECT true FROM import_jobs WHERE job_id = $1 FOR NO KEY UPDATE", job_id))
+
+
 async def _lock_while_open(conn: asyncpg.Connection, job_id: str, track: str) -> bool:
     """Lock the job row FOR NO KEY UPDATE; True while the import has not failed and
     ``track`` (full_pass_status or embedding_status) is still pending or processing."""
@@ -682,7 +688,10 @@ class Jobs:
             return True
 
     async def store_consolidated(self, job_id: str, user_id: str, found: Sequence[ConsolidatedFact]) -> Moved:
+        """The job's consolidated facts replaced; nothing for a job that is gone (erased while this ran)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await _hold_row(conn, job_id):
+                return Moved(None)
             await facts.store_consolidated(conn, job_id, user_id, found)
             await conn.execute(
                 "UPDATE import_jobs SET consolidated_total = $2, full_pass_moved_at = now() WHERE job_id = $1",
@@ -691,7 +700,10 @@ class Jobs:
         return Moved(None, [FactsConsolidated(job_id=job_id, user_id=user_id, consolidated=len(found))])
 
     async def store_memory(self, job_id: str, user_id: str, memory_md: str, offline: bool) -> Moved:
+        """The job's MEMORY stored; nothing for a job that is gone (erased while this ran)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await _hold_row(conn, job_id):
+                return Moved(None)
             await soulprints.store_memory(conn, job_id, user_id, memory_md, offline)
             await conn.execute("UPDATE import_jobs SET full_pass_moved_at = now() WHERE job_id = $1", job_id)
         return Moved(None, [MemoryWritten(job_id=job_id, user_id=user_id, offline=offline, memory_md=memory_md)])

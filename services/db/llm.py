@@ -12,7 +12,8 @@ from typing import Any, Iterable
 import asyncpg
 import orjson
 
-from soulprint.services.db.jobs import Jobs
+from soulprint.services.db.erasure import ERASED_USAGE_JOB
+from soulprint.services.db.jobs import PERSON_LOCK, Jobs
 from soulprint.services.llm.accounting import USAGE_FIELDS, summarise
 from soulprint.models.llm import Usage
 from soulprint.services.llm.batch_store import RESUME_DAYS
@@ -23,44 +24,72 @@ class PostgresCache:
     as ``response::text``: that works whether or not the pool registered a jsonb codec.
 
     An entry is linked to the person whose request made or reused it (``llm_cache_people``: the
-    request's ``user_id``, else its job's person), so erasing the person deletes it."""
+    request's ``user_id``, else its job's person), so erasing the person deletes it.
+
+    A request may still be waiting on the provider when its person is erased. Its answer is then
+    neither stored nor linked: the write takes the person's lock shared (the erasure holds it for
+    its whole transaction), then looks again at whether the job, or the person, is still there. A
+    job-scoped request whose job is gone is not stored at all, since no erasure could find it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def get(self, key: str, *, user_id: str | None = None, job_id: str | None = None) -> dict[str, Any] | None:
-        row = await self.pool.fetchval(
-            f"""
-            WITH hit AS (SELECT key, response FROM llm_cache WHERE key = $1), {_OWNER},
-            link AS (INSERT INTO llm_cache_people (key, user_id)
-                     SELECT hit.key, owner.user_id FROM hit, owner WHERE owner.user_id IS NOT NULL
-                     ON CONFLICT DO NOTHING)
-            SELECT response::text FROM hit
-            """,
-            key, user_id, job_id,
-        )
-        return orjson.loads(row) if row is not None else None
+        row = await self.pool.fetchval("SELECT response::text FROM llm_cache WHERE key = $1", key)
+        if row is None:
+            return None
+        if user_id is not None or job_id is not None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                owner = await _still_there(conn, user_id, job_id)
+                if owner:
+                    await conn.execute("INSERT INTO llm_cache_people (key, user_id) SELECT key, $2 FROM llm_cache"
+                                       " WHERE key = $1 ON CONFLICT DO NOTHING", key, owner)
+        return orjson.loads(row)
 
     async def put(self, key: str, provider: str, model: str, response: dict[str, Any], *,
                   user_id: str | None = None, job_id: str | None = None) -> None:
-        await self.pool.execute(
-            f"""
-            WITH {_OWNER}, put AS (
-                INSERT INTO llm_cache (key, provider, model, response)
-                VALUES ($1, $4, $5, $6::text::jsonb)
-                ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response, created_at = now()
-            )
-            INSERT INTO llm_cache_people (key, user_id) SELECT $1, owner.user_id FROM owner
-             WHERE owner.user_id IS NOT NULL
-            ON CONFLICT DO NOTHING
-            """,
-            key, user_id, job_id, provider, model, orjson.dumps(response).decode(),
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await _still_there(conn, user_id, job_id)
+            if owner is False:
+                return  # erased (or never was) meanwhile: the answer is theirs and goes with them
+            await conn.execute(
+                "INSERT INTO llm_cache (key, provider, model, response) VALUES ($1, $2, $3, $4::text::jsonb)"
+                " ON CONFLICT (key) DO UPDATE SET response = EXCLUDED.response, created_at = now()",
+                key, provider, model, orjson.dumps(response).decode())
+            if owner:
+                await conn.execute("INSERT INTO llm_cache_people (key, user_id) VALUES ($1, $2)"
+                                   " ON CONFLICT DO NOTHING", key, owner)
 
 
-# The person a cache entry is linked to: the request's own ($2), else its job's ($3).
-_OWNER = ("owner AS (SELECT coalesce($2::text, (SELECT user_id FROM import_jobs WHERE job_id = $3::text))"
-          " AS user_id)")
+async def _still_there(conn: asyncpg.Connection, user_id: str | None, job_id: str | None) -> str | None | bool:
+    """The person a cache entry belongs to, once no erasure of theirs is running: their id; None for a
+    request of nobody's; False when the job (or, without a job, the person) is no longer there."""
+    if job_id is not None:
+        owner = await _job_owner(conn, job_id, user_id)
+        return owner if owner is not None else False
+    if user_id is None:
+        return None
+    await _wait_out_erasure(conn, user_id)
+    there = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM import_jobs WHERE user_id = $1)"
+                                " OR EXISTS (SELECT 1 FROM api_tokens WHERE user_id = $1)", user_id)
+    return user_id if there else False
+
+
+async def _job_owner(conn: asyncpg.Connection, job_id: str, user_id: str | None = None) -> str | None:
+    """The job's person (``user_id`` if the request names one), once no erasure of theirs is running;
+    None if the job is gone."""
+    owner = user_id or await conn.fetchval("SELECT user_id FROM import_jobs WHERE job_id = $1", job_id)
+    if owner is None:
+        return None
+    await _wait_out_erasure(conn, owner)
+    there = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM import_jobs WHERE job_id = $1)", job_id)
+    return owner if there else None
+
+
+async def _wait_out_erasure(conn: asyncpg.Connection, user_id: str) -> None:
+    """The person's lock, shared, to the end of the transaction: an erasure (which holds it for its
+    whole transaction) has committed before the caller looks again; other such writes never wait."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))", PERSON_LOCK, user_id)
 
 
 class PostgresUsageSink:
@@ -70,7 +99,17 @@ class PostgresUsageSink:
         self.pool = pool
 
     async def record(self, job_id: str | None, stage: str, provider: str, model: str, usage: Usage) -> None:
-        await self.pool.execute(
+        """Add ``usage`` to the job's row; a job erased while its request ran adds to the anonymous
+        rows the erasure keeps (its cost stays counted, its id does not come back)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if job_id and await _job_owner(conn, job_id) is None:
+                job_id = ERASED_USAGE_JOB
+            await self._add(conn, job_id, stage, provider, model, usage)
+
+    @staticmethod
+    async def _add(conn: asyncpg.Connection, job_id: str | None, stage: str, provider: str, model: str,
+                   usage: Usage) -> None:
+        await conn.execute(
             """
             INSERT INTO llm_usage (job_id, stage, provider, model, requests, cache_hits, throttled,
                                    input_tokens, output_tokens, cache_creation_input_tokens,
