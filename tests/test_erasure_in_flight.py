@@ -91,3 +91,14 @@ async def test_usage_of_a_request_that_outlived_its_job_is_counted_without_the_j
     rows = await db.pool.fetch("SELECT job_id, requests, input_tokens FROM llm_usage WHERE model = $1"
                                " ORDER BY job_id", model)
     assert [tuple(r) for r in rows] == sorted([(job_id, 1, 100), (ERASED_USAGE_JOB, 1, 40)])
+
+
+async def test_an_extraction_failure_after_the_erasure_writes_nothing(db):
+    user, job_id = await a_job(db)
+    chunk = str(uuid.uuid4())
+    await db.facts.extraction_failed(job_id, [chunk], "overloaded")
+    assert await db.pool.fetchval("SELECT count(*) FROM fact_extractions WHERE job_id = $1", job_id) == 1
+    await db.pool.execute("DELETE FROM fact_extractions WHERE job_id = $1", job_id)
+    await db.pool.execute("DELETE FROM import_jobs WHERE job_id = $1", job_id)  # erased while it ran
+    await db.facts.extraction_failed(job_id, [chunk], "overloaded")
+    assert await db.pool.fetchval("SELECT count(*) FROM fact_extractions WHERE job_id = $1", job_id) == 0

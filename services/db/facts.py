@@ -71,7 +71,9 @@ class Facts:
         await self.pool.execute(
             """
             INSERT INTO fact_extractions (job_id, chunk_id, status, error)
-            SELECT $1, c, 'failed', $3 FROM unnest($2::uuid[]) AS c
+            SELECT j.job_id, c, 'failed', $3 FROM import_jobs j CROSS JOIN unnest($2::uuid[]) AS c
+             WHERE j.job_id = $1
+               FOR KEY SHARE OF j  -- after an erasure (FOR UPDATE) there is no job: nothing is written
             ON CONFLICT (job_id, chunk_id) DO UPDATE
                SET attempts = fact_extractions.attempts + 1, error = EXCLUDED.error, updated_at = now()
              WHERE fact_extractions.status = 'failed'
