@@ -12,6 +12,13 @@ The packing is computed over every medium chunk of the conversation, done
 ones included, so a re-drive of a request that failed sends the same request
 again (and a conversation carried over by a re-import sends nothing).
 
+Small conversations (domain/facts.is_small) are not sent on their own: once
+the job's chunking is complete, its SmallConversationsReady (keyed by job)
+packs every one of them still without facts together, in conversation-id
+order, so an export of many short conversations sends about one request per
+eight of them instead of one each. A re-drive of the job's extraction sends
+that event again with its conversations' events.
+
 Parallelism comes from partitions and workers (chunk events are keyed per
 conversation) plus a few batches in flight per worker; the LLM layer's
 adaptive limit keeps the provider within its rate limit.
@@ -24,11 +31,16 @@ import logging
 
 from soulprint.agents.containment import batch_counted
 from soulprint.agents.flow import emit
-from soulprint.domain.facts import build_fact_requests, parse_fact_answer
-from soulprint.models.events import ConversationChunked
+from soulprint.domain.facts import (SMALL_SHARE, SmallPacker, build_fact_requests, by_conversation, is_small,
+                                   parse_fact_answer)
+from soulprint.models.events import ConversationChunked, SmallConversationsReady
 from soulprint.models.jobs import FullPassStage
 
 log = logging.getLogger("soulprint.agents.facts")
+
+SMALL_PAGE = 200  # conversations read at once while packing a job's small conversations
+SMALL_SEND = 16  # packed requests sent at once (at least)
+MAX_SMALL_CHUNKS = 8 // SMALL_SHARE  # medium chunks a small conversation has at most (is_small's default)
 
 
 def register(rt) -> None:
@@ -53,25 +65,62 @@ def register(rt) -> None:
 
 async def extract_batch(rt, events: list) -> None:
     by_job: dict[str, tuple[str, set[str]]] = {}
+    small: dict[str, str] = {}  # jobs whose small conversations are to be packed: their person
     for e in events:
         if isinstance(e, ConversationChunked):
             by_job.setdefault(e.job_id, (e.user_id, set()))[1].add(e.conversation_id)
-    plan = await rt.db.jobs.extraction_plan(list(by_job), rt.settings.min_full_pass_conversations)
-    await asyncio.gather(*(
-        extract_job(rt, job_id, user_id, sorted(conversation_ids))
-        for job_id, (user_id, conversation_ids) in by_job.items()
-        if plan.get(job_id) == "extract"
-    ))
+        elif isinstance(e, SmallConversationsReady):
+            small[e.job_id] = e.user_id
+    plan = await rt.db.jobs.extraction_plan(list(by_job.keys() | small.keys()),
+                                            rt.settings.min_full_pass_conversations)
+    await asyncio.gather(
+        *(extract_job(rt, job_id, user_id, sorted(conversation_ids))
+          for job_id, (user_id, conversation_ids) in by_job.items() if plan.get(job_id) == "extract"),
+        *(extract_small(rt, job_id, user_id) for job_id, user_id in small.items() if plan.get(job_id) == "extract"),
+    )
 
 
 async def extract_job(rt, job_id: str, user_id: str, conversation_ids: list[str]) -> None:
-    jobs = rt.db.jobs
+    """The conversations' own requests; the small ones wait for the job's SmallConversationsReady."""
+    s = rt.settings
     chunks, done_ids = await rt.db.chunks.to_extract(job_id, user_id, conversation_ids)
+    alone = [c for conversation in by_conversation(chunks).values()
+             if not is_small(conversation, token_budget=s.facts_request_tokens)
+             for c in conversation]
     requests = [(request, group) for request, group in
-                build_fact_requests(user_id, job_id, chunks, token_budget=rt.settings.facts_request_tokens)
+                build_fact_requests(user_id, job_id, alone, token_budget=s.facts_request_tokens)
                 if any(c.chunk_id not in done_ids for c in group)]
+    if not await send(rt, job_id, user_id, requests, done_ids):
+        await finish_if_extracted(rt, job_id)
+
+
+async def extract_small(rt, job_id: str, user_id: str) -> None:
+    """Every small conversation of the job still without facts, packed together in conversation-id
+    order (domain/facts.py, SmallPacker), read a page and sent a few requests at a time."""
+    budget = rt.settings.facts_request_tokens
+    packer = SmallPacker(user_id, job_id, token_budget=budget)
+    pending: list = []  # packed, not sent yet
+    sent, after = False, None
+    while ids := await rt.db.chunks.small_candidates(job_id, after, SMALL_PAGE, MAX_SMALL_CHUNKS):
+        after = ids[-1]
+        chunks, done_ids = await rt.db.chunks.to_extract(job_id, user_id, ids)
+        for conversation in by_conversation(chunks).values():
+            if is_small(conversation, token_budget=budget) and not done_ids.intersection(
+                    c.chunk_id for c in conversation):
+                pending += packer.add(conversation)
+        if len(pending) >= SMALL_SEND:
+            sent |= await send(rt, job_id, user_id, pending, set())
+            pending = []
+    sent |= await send(rt, job_id, user_id, pending + packer.close(), set())
+    if not sent:
+        await finish_if_extracted(rt, job_id)
+
+
+async def send(rt, job_id: str, user_id: str, requests: list, done_ids: set[str]) -> bool:
+    """Send the requests, write the facts of those answered and count the failures; whether any
+    facts were written (the write also moves the job on)."""
     if not requests:
-        return await finish_if_extracted(rt, job_id)
+        return False
     results = await rt.llm.complete_many([request for request, _ in requests])
     facts, done, failed, error = [], [], [], ""
     dropped: dict[str, int] = {}  # per answer, kept with the first chunk of its request
@@ -86,10 +135,10 @@ async def extract_job(rt, job_id: str, user_id: str, conversation_ids: list[str]
             error = result.error or "extraction failed"
     if failed:
         await rt.db.facts.extraction_failed(job_id, failed, error)
-    if done:
-        await emit(rt, (await jobs.record_facts(job_id, done, facts, dropped)).emit)
-    else:
-        await finish_if_extracted(rt, job_id)
+    if not done:
+        return False
+    await emit(rt, (await rt.db.jobs.record_facts(job_id, done, facts, dropped)).emit)
+    return True
 
 
 async def finish_if_extracted(rt, job_id: str) -> None:

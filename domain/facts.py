@@ -8,11 +8,22 @@ attribute). Both are pure.
 Small chunks of one conversation are packed several to a request because the
 system prompt is a fixed cost per call (cached, but still billed at a tenth)
 and the model reads related chunks of one conversation better together. A
-request never mixes conversations: which conversations share a facts batch
-depends on timing, and packing across them made two runs of the same export
-send different requests (paying again, and getting different facts). Packed
-per conversation, a conversation's requests are a function of its chunks
-alone, so a re-import's unchanged conversations hit the response cache. Each chunk is labelled
+request of :func:`build_fact_requests` never mixes conversations: which
+conversations share a facts batch depends on timing, and packing across them
+made two runs of the same export send different requests (paying again, and
+getting different facts). Packed per conversation, a conversation's requests
+are a function of its chunks alone, so a re-import's unchanged conversations
+hit the response cache.
+
+A small conversation (:func:`is_small`: its chunks would fill at most half a
+request) would still cost a request of its own, and an export of many short
+conversations would send one request per conversation. Those are packed
+together instead, once the job's chunking is complete, by
+:class:`SmallPacker`: whole conversations in conversation-id order
+over every small conversation of the job still without facts. That order is
+the job's, not a batch's, so a redelivery sends the same requests again (a
+pack either got its facts or is sent again whole, and greedy packing of what
+is left gives the packs that were left). Each chunk is labelled
 c1, c2, ... in the prompt and every fact names its chunk, so a fact is
 attributed to the chunk it came from, not to the request; the request's tool
 schema allows only its own refs (domain/prompts/facts.py).
@@ -24,7 +35,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from soulprint.domain.prompts.facts import FactsAnswer, facts_request, render_fact_chunk
 from soulprint.domain.tokens import estimate_tokens
@@ -98,6 +109,69 @@ def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMR
         ],
     }
     return facts_request(job_id, [_block(ref, c) for ref, c in zip(refs, group)], payload)
+
+
+SMALL_SHARE = 2  # a small conversation fills at most 1/SMALL_SHARE of a request, in tokens and in chunks
+
+
+def is_small(conversation: Sequence[ChunkForExtraction], *, token_budget: int = 6000,
+             max_chunks_per_request: int = 8) -> bool:
+    """Whether a conversation (all its medium chunks) is packed with others rather than alone."""
+    return (0 < len(conversation) <= max_chunks_per_request // SMALL_SHARE
+            and sum(_cost(c) for c in conversation) <= token_budget // SMALL_SHARE)
+
+
+def by_conversation(chunks: Sequence[ChunkForExtraction]) -> dict[str, list[ChunkForExtraction]]:
+    """The chunks grouped by conversation, each group in its order, conversations in id order."""
+    groups: dict[str, list[ChunkForExtraction]] = {}
+    for c in sorted(chunks, key=_order_key):
+        group = groups.setdefault(c.conversation_id, [])
+        if not group or group[-1].chunk_id != c.chunk_id:
+            group.append(c)
+    return groups
+
+
+class SmallPacker:
+    """Packs whole small conversations, given in the order to pack them (the caller's: conversation
+    id), greedily while they fit ``token_budget`` and ``max_chunks_per_request``. Fed one
+    conversation at a time, so a job's many small conversations are read a page at a time."""
+
+    def __init__(self, user_id: str, job_id: str, *, token_budget: int = 6000, max_chunks_per_request: int = 8):
+        self.user_id, self.job_id = user_id, job_id
+        self.token_budget, self.max_chunks = token_budget, max_chunks_per_request
+        self.group: list[ChunkForExtraction] = []
+        self.used = 0
+
+    def add(self, conversation: Sequence[ChunkForExtraction]) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
+        """The conversation into the open pack; the pack it closed, if it did not fit there."""
+        ordered = sorted(conversation, key=_order_key)
+        cost = sum(_cost(c) for c in ordered)
+        closed = []
+        if self.group and (self.used + cost > self.token_budget
+                           or len(self.group) + len(ordered) > self.max_chunks):
+            closed = self.close()
+        self.group.extend(ordered)
+        self.used += cost
+        return closed
+
+    def close(self) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
+        """The open pack as a request (none if it is empty)."""
+        group, self.group, self.used = self.group, [], 0
+        return [(_request(self.user_id, self.job_id, group), group)] if group else []
+
+
+def pack_small_conversations(
+    user_id: str,
+    job_id: str,
+    conversations: Iterable[Sequence[ChunkForExtraction]],
+    *,
+    token_budget: int = 6000,
+    max_chunks_per_request: int = 8,
+) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
+    """Every pack of ``conversations`` (see SmallPacker)."""
+    packer = SmallPacker(user_id, job_id, token_budget=token_budget, max_chunks_per_request=max_chunks_per_request)
+    out = [pair for conversation in conversations for pair in packer.add(conversation)]
+    return out + packer.close()
 
 
 def build_fact_requests(

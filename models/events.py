@@ -163,13 +163,21 @@ class ChunkRef(faust.Record, serializer="json", include_metadata=False):
     token_count: int
 
 
-class ConversationChunked(Event, namespace="soulprint.ConversationChunked"):
-    """A conversation's chunks are in Postgres; downstream reads them from there."""
-
+class ChunksEvent(Event, abstract=True):
     job_id: str = ""
     user_id: str = ""
+
+
+class ConversationChunked(ChunksEvent, namespace="soulprint.ConversationChunked"):
+    """A conversation's chunks are in Postgres; downstream reads them from there."""
     conversation_id: str = ""
     chunks: List[ChunkRef] = []
+
+
+class SmallConversationsReady(ChunksEvent, namespace="soulprint.SmallConversationsReady"):
+    """The job's chunking is complete (or its extraction was re-driven): its small conversations
+    still without facts can be packed together (domain/facts.py, pack_small_conversations)."""
+
 
 
 def now() -> float:

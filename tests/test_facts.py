@@ -12,6 +12,9 @@ from soulprint.domain.facts import (
     MAX_TEXT_CHARS,
     ChunkForExtraction,
     build_fact_requests,
+    by_conversation,
+    is_small,
+    pack_small_conversations,
     normalise_subject,
     parse_fact_answer,
     parse_fact_result,
@@ -92,6 +95,53 @@ def test_a_request_holds_one_conversation_whatever_else_is_in_the_batch():
                                 + [chunk(i, words=5, conv="b") for i in range(4, 9)])
     assert all(len({c.conversation_id for c in g}) == 1 for _, g in mixed)
     assert [r.messages for r, g in mixed if g[0].conversation_id == "a"] == [r.messages for r, _ in alone]
+
+
+def small_conversations(n: int, seed: int = 7) -> list[list[ChunkForExtraction]]:
+    """n conversations of 1 to 3 short chunks each, in conversation-id order."""
+    rng = random.Random(seed)
+    out, i = [], 0
+    for k in range(n):
+        size = rng.randint(1, 3)
+        out.append([chunk(i + j, conv=f"small-{k:03d}", words=rng.randint(5, 60)) for j in range(size)])
+        i += size
+    return out
+
+
+def test_a_small_conversation_fills_at_most_half_a_request():
+    assert is_small([chunk(i, conv="a", words=5) for i in range(4)])
+    assert not is_small([chunk(i, conv="a", words=5) for i in range(5)])  # more than half the chunks
+    assert not is_small([chunk(1, conv="a", words=3000)])  # more than half the tokens
+    assert not is_small([])
+    assert is_small([chunk(1, conv="a", words=400)], token_budget=6000)
+    assert not is_small([chunk(1, conv="a", words=400)], token_budget=600)
+
+
+def test_small_conversations_are_packed_whole_within_the_budget():
+    conversations = small_conversations(60)
+    packs = pack_small_conversations("u1", "j1", conversations, token_budget=1500)
+    assert len(packs) < len(conversations) / 2  # far fewer requests than conversations
+    sent = [c.chunk_id for _, group in packs for c in group]
+    assert sent == [c.chunk_id for conv in conversations for c in conv]  # each once, in order
+    for request, group in packs:
+        assert len(group) <= 8
+        by_conv = by_conversation(group)
+        assert all(len(chunks) == len(next(conv for conv in conversations if conv[0].conversation_id == cid))
+                   for cid, chunks in by_conv.items())  # never split
+        assert [c["chunk_id"] for c in request.payload["chunks"]] == [c.chunk_id for c in group]
+        if len(by_conv) > 1:
+            assert sum(estimate_tokens(c.content) for c in group) <= 1500
+
+
+def test_packs_left_after_some_got_their_facts_are_the_packs_that_were_left():
+    """A redelivery packs what is still without facts: the same requests as the first time."""
+    conversations = small_conversations(60, seed=3)
+    first = pack_small_conversations("u1", "j1", conversations, token_budget=1500)
+    done = {c.chunk_id for k in (0, 3, 4, len(first) - 1) for c in first[k][1]}
+    left = [conv for conv in conversations if not any(c.chunk_id in done for c in conv)]
+    again = pack_small_conversations("u1", "j1", left, token_budget=1500)
+    expected = [(r.messages, r.payload) for r, g in first if not any(c.chunk_id in done for c in g)]
+    assert [(r.messages, r.payload) for r, _ in again] == expected
 
 
 def test_duplicate_chunks_are_sent_once():

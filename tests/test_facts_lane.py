@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from soulprint.agents.flow import emit
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, ExportSummary, Message, ProfileHints
 from soulprint.models.events import ChunkRef, ConversationChunked
@@ -26,8 +27,9 @@ def conversation(i: int) -> Conversation:
                         messages=msgs)
 
 
-async def job_in_facts_stage(rt, user_id: str, n: int) -> tuple[str, list[ChunkWrite]]:
-    """A job whose conversations are chunked and whose full pass waits for facts."""
+async def job_in_facts_stage(rt, user_id: str, n: int) -> tuple[str, list[ChunkWrite], list]:
+    """A job whose conversations are chunked and whose full pass waits for facts; and the events
+    its completion sends (the facts stage's SmallConversationsReady), not sent yet."""
     db, s = rt.db, rt.settings
     job_id = str(uuid.uuid4())
     await db.jobs.create(job_id, user_id, "file:///export.json")
@@ -38,16 +40,17 @@ async def job_in_facts_stage(rt, user_id: str, n: int) -> tuple[str, list[ChunkW
     assert len(writes) == n
     summary = ExportSummary(format="chatgpt", conversations=n, messages=4 * n, newest_message_time=1.7e9 + 4)
     assert (await db.jobs.finish_ingest(job_id, summary, ProfileHints(), [])).job
-    assert (await db.jobs.complete_chunking(job_id, recent_days=s.recent_days,
-                                           min_full_pass_conversations=s.min_full_pass_conversations,
-                                           extraction_max_attempts=s.extraction_max_attempts)).job
-    return job_id, writes
+    completed = await db.jobs.complete_chunking(job_id, recent_days=s.recent_days,
+                                                min_full_pass_conversations=s.min_full_pass_conversations,
+                                                extraction_max_attempts=s.extraction_max_attempts)
+    assert completed.job
+    return job_id, writes, completed.emit
 
 
 async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, user_id, monkeypatch):
     rt = runtime
     n = max(rt.settings.min_full_pass_conversations, 1)
-    job_id, writes = await job_in_facts_stage(rt, user_id, n)
+    job_id, writes, completion = await job_in_facts_stage(rt, user_id, n)
 
     async with chunker_held(rt, monkeypatch, user_id) as gate:
         for w in writes:
@@ -57,6 +60,7 @@ async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, us
                                           chunks=[ChunkRef(chunk_id=k.id, tier=k.tier, token_count=k.token_count)
                                                   for k in w.chunks]),
             )
+        await emit(rt, completion)  # these conversations are small: packed together by the job's event
         job = await wait_until(lambda: rt.db.jobs.recount_extraction(job_id),
                                lambda moved: moved.job.extraction_done >= moved.job.extraction_total, limit_s=60,
                                what="every chunk's facts while the chunker is stuck")

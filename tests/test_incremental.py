@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from soulprint.domain.facts import build_fact_requests
+from soulprint.domain.facts import build_fact_requests, by_conversation, is_small, pack_small_conversations
 from soulprint.services.db import PostgresUsageSink
 from soulprint.services.llm.anthropic_provider import AnthropicClient
 from soulprint.services.llm.cache import MemoryCache
@@ -89,11 +89,38 @@ async def facts_by_content(db, job_id: str) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
-async def extraction_requests(db, job_id: str, conversation_ids: list[str]) -> int:
-    """How many extraction requests these conversations of the job pack into."""
+async def extraction_requests(runtime, db, job_id: str, conversation_ids: list[str]) -> int:
+    """How many extraction requests these conversations of the job take: each larger one its own,
+    the small ones packed together (agents/facts.py)."""
     job = await db.jobs.get(job_id)
+    budget = runtime.settings.facts_request_tokens
     chunks, _ = await db.chunks.to_extract(job_id, job.user_id, conversation_ids)
-    return len(build_fact_requests(job.user_id, job_id, chunks))
+    groups = list(by_conversation(chunks).values())
+    small = [g for g in groups if is_small(g, token_budget=budget)]
+    alone = [c for g in groups if g not in small for c in g]
+    return (len(pack_small_conversations(job.user_id, job_id, small, token_budget=budget))
+            + len(build_fact_requests(job.user_id, job_id, alone, token_budget=budget)))
+
+
+async def test_the_first_import_packs_its_small_conversations_together(runtime, db, user_id, fake_llm,
+                                                                      conversations, tmp_path):
+    """Each larger conversation is sent on its own; the small ones share requests, packed in
+    conversation-id order over the whole job: the requests are a function of the export."""
+    short = [c for c in conversations if 0 < sum(len(n.get("message") and json.dumps(n["message"]) or "")
+                                                 for n in c["mapping"].values()) < 20_000]
+    export = write_export(tmp_path / "short.json", short[:60] + [c for c in conversations if c not in short][:10])
+    job = await import_and_wait(runtime, user_id, export)
+    assert job.full_pass_status == "complete", job.full_pass_error
+    ids = [r["conversation_id"] for r in await db.pool.fetch(
+        "SELECT conversation_id FROM conversations WHERE job_id = $1", job.job_id)]
+    chunks, _ = await db.chunks.to_extract(job.job_id, user_id, ids)
+    groups = by_conversation(chunks).values()
+    budget = runtime.settings.facts_request_tokens
+    small = [g for g in groups if is_small(g, token_budget=budget)]
+    packs = pack_small_conversations(user_id, job.job_id, small, token_budget=budget)
+    assert len(small) >= 20 and len(packs) <= len(small) / 3  # three small conversations or more a request
+    assert await paid(db, job.job_id, "facts") == await extraction_requests(runtime, db, job.job_id, ids)
+    assert job.extraction_done == job.extraction_total == len(chunks)
 
 
 async def test_an_identical_reimport_pays_nothing_and_chunks_nothing(runtime, db, user_id, fake_llm):
@@ -145,8 +172,10 @@ async def test_a_superset_extracts_only_its_new_and_changed_conversations(runtim
     # Only the new and the changed conversations were sent for extraction.
     fresh = [c["id"] for c in new] + [edited["id"]]
     paid_facts = await paid(db, second.job_id, "facts")
-    assert 0 < paid_facts <= await extraction_requests(db, second.job_id, fresh)
-    assert paid_facts <= 0.15 * first_requests, (paid_facts, first_requests)
+    # Exactly what the new and changed conversations take on their own (their small ones packed
+    # together), a small part of the first import's.
+    assert paid_facts == await extraction_requests(runtime, db, second.job_id, fresh)
+    assert paid_facts <= 0.2 * first_requests, (paid_facts, first_requests)
     before = {(r["fact_id"], r["text"]) for r in facts_before}
     after = await db.pool.fetch("SELECT fact_id, conversation_id, text FROM facts WHERE job_id = $1", second.job_id)
     assert {r["conversation_id"] for r in after if (r["fact_id"], r["text"]) not in before} <= set(fresh)

@@ -49,11 +49,13 @@ CONVERSATIONS = TopicSpec(
 
 CHUNKS = TopicSpec(
     "chunks",
-    events.ConversationChunked,
-    key="user_id:conversation_id",
+    events.ChunksEvent,
+    key="user_id:conversation_id (SmallConversationsReady: job_id)",
+    polymorphic=True,
     why=(
         "Same key as conversations: one job's chunks spread over every partition, so one large "
-        "import keeps every worker's facts agent busy; a conversation's chunks stay together."
+        "import keeps every worker's facts agent busy; a conversation's chunks stay together. "
+        "The job's small conversations are packed by one event for the whole job, keyed by job."
     ),
 )
 

@@ -84,9 +84,11 @@ STAGES = (
 )
 
 # Events that start no stage of their own: the end of an export (counted by
-# the chunker) and a published soulprint version (for the query service).
+# the chunker), the small conversations of a job ready to be packed (the facts
+# stage's second trigger) and a published soulprint version (for the query service).
 _OUTPUTS = {
     events.IngestCompleted: (CONVERSATIONS, _by_job),
+    events.SmallConversationsReady: (CHUNKS, _by_job),  # the facts stage packs the job's small conversations
     events.SectionsPublished: (SECTIONS, _by_user),
     events.JobNotice: (NOTICES, _by_user),
 }

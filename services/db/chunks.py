@@ -396,6 +396,16 @@ class Chunks:
         ]
         return chunks, {r["chunk_id"] for r in rows if r["done"]}
 
+    async def small_candidates(self, job_id: str, after: str | None, limit: int, max_chunks: int) -> list[str]:
+        """A page of the job's conversations with 1 to ``max_chunks`` medium chunks, in id order after
+        ``after``: the ones that may be small enough to be packed with others (domain/facts.is_small)."""
+        rows = await self.pool.fetch(
+            "SELECT conversation_id FROM conversations WHERE job_id = $1 AND chunks_medium BETWEEN 1 AND $4"
+            " AND ($2::text IS NULL OR conversation_id > $2) ORDER BY conversation_id LIMIT $3",
+            job_id, after, limit, max_chunks,
+        )
+        return [r["conversation_id"] for r in rows]
+
     async def unextracted(self, job_id: str, max_attempts: int) -> tuple[dict[str, list[tuple[str, int]]], int]:
         """The job's medium chunks still without facts, by conversation; and how many gave up."""
         rows = await self.pool.fetch(

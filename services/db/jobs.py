@@ -35,6 +35,7 @@ from soulprint.models.events import (
     IngestCompleted,
     MemoryWritten,
     QuickPassRequested,
+    SmallConversationsReady,
 )
 from soulprint.models.facts import ConsolidatedFact, Fact
 from soulprint.models.jobs import SUPERSEDED, EmbeddingStatus, FullPassStage, FullPassStatus, Job, JobStatus
@@ -532,7 +533,9 @@ class Jobs:
             return Moved(job)
         if job.full_pass_deferred:  # the facts agent saw chunks before the size was known
             return await self.redrive_extraction(job_id, extraction_max_attempts)
-        return await self.recount_extraction(job_id)
+        counted = await self.recount_extraction(job_id)
+        # Every conversation is chunked: the small ones can be packed together now.
+        return Moved(counted.job, counted.emit + [SmallConversationsReady(job_id=job_id, user_id=user_id)])
 
     # -- quick pass: pending → running → ready | failed -------------------------------
     async def claim_quick(self, job_id: str, stale_after_s: float) -> bool:
@@ -643,11 +646,13 @@ class Jobs:
         if job is None:
             return recounted
         if pending:
+            # Each conversation again (the facts agent sends those it packs alone), and the job's
+            # small conversations, which one event packs together.
             return Moved(job, [
                 ConversationChunked(job_id=job_id, user_id=job.user_id, conversation_id=conversation_id,
                                     chunks=[ChunkRef(chunk_id=c, tier="medium", token_count=n) for c, n in refs])
                 for conversation_id, refs in pending.items()
-            ])
+            ] + [SmallConversationsReady(job_id=job_id, user_id=job.user_id)])
         if exhausted:
             await self.fail_full_pass(job_id, f"{exhausted} chunks failed fact extraction {max_attempts} times")
             return Moved(None)
