@@ -31,16 +31,16 @@ import logging
 
 from soulprint.agents.containment import batch_counted
 from soulprint.agents.flow import emit
-from soulprint.domain.facts import (SMALL_SHARE, SmallPacker, build_fact_requests, by_conversation, is_small,
-                                   parse_fact_answer)
+from soulprint.domain.facts import (SMALL_MAX_CHUNKS, SmallPacker, build_fact_requests, by_conversation,
+                                   is_small, parse_fact_answer)
 from soulprint.models.events import ConversationChunked, SmallConversationsReady
 from soulprint.models.jobs import FullPassStage
 
 log = logging.getLogger("soulprint.agents.facts")
 
 SMALL_PAGE = 200  # conversations read at once while packing a job's small conversations
-SMALL_SEND = 16  # packed requests sent at once (at least)
-MAX_SMALL_CHUNKS = 8 // SMALL_SHARE  # medium chunks a small conversation has at most (is_small's default)
+# Packed requests sent at once (at least): the LLM layer's adaptive limit sets how many are in flight.
+SMALL_SEND = 128
 
 
 def register(rt) -> None:
@@ -101,7 +101,7 @@ async def extract_small(rt, job_id: str, user_id: str) -> None:
     packer = SmallPacker(user_id, job_id, token_budget=budget)
     pending: list = []  # packed, not sent yet
     sent, after = False, None
-    while ids := await rt.db.chunks.small_candidates(job_id, after, SMALL_PAGE, MAX_SMALL_CHUNKS):
+    while ids := await rt.db.chunks.small_candidates(job_id, after, SMALL_PAGE, SMALL_MAX_CHUNKS):
         after = ids[-1]
         chunks, done_ids = await rt.db.chunks.to_extract(job_id, user_id, ids)
         for conversation in by_conversation(chunks).values():

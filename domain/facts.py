@@ -111,11 +111,13 @@ def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMR
     return facts_request(job_id, [_block(ref, c) for ref, c in zip(refs, group)], payload)
 
 
+MAX_CHUNKS_PER_REQUEST = 8
 SMALL_SHARE = 2  # a small conversation fills at most 1/SMALL_SHARE of a request, in tokens and in chunks
+SMALL_MAX_CHUNKS = MAX_CHUNKS_PER_REQUEST // SMALL_SHARE  # medium chunks of a small conversation, at most
 
 
 def is_small(conversation: Sequence[ChunkForExtraction], *, token_budget: int = 6000,
-             max_chunks_per_request: int = 8) -> bool:
+             max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST) -> bool:
     """Whether a conversation (all its medium chunks) is packed with others rather than alone."""
     return (0 < len(conversation) <= max_chunks_per_request // SMALL_SHARE
             and sum(_cost(c) for c in conversation) <= token_budget // SMALL_SHARE)
@@ -136,7 +138,8 @@ class SmallPacker:
     id), greedily while they fit ``token_budget`` and ``max_chunks_per_request``. Fed one
     conversation at a time, so a job's many small conversations are read a page at a time."""
 
-    def __init__(self, user_id: str, job_id: str, *, token_budget: int = 6000, max_chunks_per_request: int = 8):
+    def __init__(self, user_id: str, job_id: str, *, token_budget: int = 6000,
+                 max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST) -> None:
         self.user_id, self.job_id = user_id, job_id
         self.token_budget, self.max_chunks = token_budget, max_chunks_per_request
         self.group: list[ChunkForExtraction] = []
@@ -166,7 +169,7 @@ def pack_small_conversations(
     conversations: Iterable[Sequence[ChunkForExtraction]],
     *,
     token_budget: int = 6000,
-    max_chunks_per_request: int = 8,
+    max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST,
 ) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
     """Every pack of ``conversations`` (see SmallPacker)."""
     packer = SmallPacker(user_id, job_id, token_budget=token_budget, max_chunks_per_request=max_chunks_per_request)
@@ -180,7 +183,7 @@ def build_fact_requests(
     chunks: Sequence[ChunkForExtraction],
     *,
     token_budget: int = 6000,
-    max_chunks_per_request: int = 8,
+    max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST,
 ) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
     """Requests covering every chunk exactly once, each with its chunks in ref order.
 
