@@ -88,7 +88,8 @@ async def _job_owner(conn: asyncpg.Connection, job_id: str, user_id: str | None 
 
 async def _wait_out_erasure(conn: asyncpg.Connection, user_id: str) -> None:
     """The person's lock, shared, to the end of the transaction: an erasure (which holds it for its
-    whole transaction) has committed before the caller looks again; other such writes never wait."""
+    whole transaction) has committed before the caller looks again. Shared holders never wait for
+    each other; they wait only for an erasure or a transition of the person (services/db/jobs.py)."""
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1, hashtext($2))", PERSON_LOCK, user_id)
 
 
