@@ -102,3 +102,19 @@ async def test_an_extraction_failure_after_the_erasure_writes_nothing(db):
     await db.pool.execute("DELETE FROM import_jobs WHERE job_id = $1", job_id)  # erased while it ran
     await db.facts.extraction_failed(job_id, [chunk], "overloaded")
     assert await db.pool.fetchval("SELECT count(*) FROM fact_extractions WHERE job_id = $1", job_id) == 0
+
+
+async def test_a_dead_letter_of_a_job_erased_meanwhile_is_not_recorded(db):
+    from soulprint.services.db.deadletters import DeadLetterRows
+
+    rows = DeadLetterRows(db.pool)
+    letter = dict(stage="facts", topic="t.chunks", partition=0, offset=7, error_class="ValueError",
+                  error_message="bad chunk", attempts=1, blocks_job=True)
+    never = await rows.record(letter_id=f"l-{uuid.uuid4().hex}", user_id="nobody-erased", job_id="no-such-job",
+                              **letter)
+    assert never  # a job that never was, of a person never erased: recorded as before
+    user, job_id = await a_job(db)
+    await db.erasure.delete_person(user)
+    gone = await rows.record(letter_id=f"l-{uuid.uuid4().hex}", user_id=user, job_id=job_id, **letter)
+    assert not gone
+    assert await db.pool.fetchval("SELECT count(*) FROM dead_letters WHERE job_id = $1", job_id) == 0

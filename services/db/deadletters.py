@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from soulprint.models.text import one_line
+from soulprint.services.db.erasure import person_hash
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,16 @@ class DeadLetterRows:
     async def record(self, *, letter_id: str, user_id: str | None, job_id: str | None, stage: str, topic: str,
                      partition: int, offset: int, error_class: str, error_message: str, attempts: int,
                      blocks_job: bool) -> bool:
-        """Store a letter; the first time, count it on its job (when it blocks one). True if new."""
+        """Store a letter; the first time, count it on its job (when it blocks one). True if new.
+
+        Not stored for a job erased while its message failed: the job row is read FOR KEY SHARE,
+        so an erasure (FOR UPDATE on it) has committed first and its ledger says so."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if job_id is not None and user_id is not None and await conn.fetchval(
+                    "SELECT NOT EXISTS (SELECT 1 FROM import_jobs WHERE job_id = $1 FOR KEY SHARE)"
+                    " AND EXISTS (SELECT 1 FROM erased_people WHERE person_hash = $2)",
+                    job_id, person_hash(user_id)):
+                return False
             new = await conn.fetchval(
                 """
                 INSERT INTO dead_letters (letter_id, user_id, job_id, stage, source_topic, source_partition,
