@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("worker", help="run a long-lived worker (needs SOULPRINT_KAFKA_BOOTSTRAP)")
+    p.add_argument("--metrics-port", type=int, dest="port", default=None,
+                   help="also answer GET /metrics and /health on this port (0: any free one)")
+    p.add_argument("--host", default=None, help="the address of --metrics-port (default: SOULPRINT_HOST)")
     p.set_defaults(func=cmd_worker)
     return parser
 
@@ -725,18 +728,30 @@ def cmd_worker(args, settings: Settings) -> int:
 
     if settings.embedded_kafka:
         raise CliError("`soulprint worker` needs SOULPRINT_KAFKA_BOOTSTRAP (an embedded broker has no publishers)")
+    sock = _listen(args, settings) if args.port is not None else None  # a port in use: one line, now
 
     async def serve(resolved):
-        from soulprint.runtime import build_runtime
+        from soulprint.runtime import build_runtime, worker_api
+        from soulprint.services.http.server import ApiServer, ServerError
 
         rt = await build_runtime(resolved)
+        server = None
         try:
             await rt.start()
             print(f"soulprint worker {rt.worker_id} consuming from {resolved.kafka_bootstrap}", file=sys.stderr)
+            if sock is not None:
+                server = ApiServer(worker_api(rt), sock)
+                try:
+                    url = await server.start()
+                except ServerError as exc:
+                    raise CliError(str(exc)) from None
+                print(f"soulprint worker {rt.worker_id} metrics on {url}/metrics", file=sys.stderr, flush=True)
             # Until SIGTERM / Ctrl-C, or until the broker is lost: then exit
             # non-zero, so that the supervisor starts a fresh worker.
             lost = await watch_broker(resolved)
         except BaseException:
+            if server is not None:
+                await server.stop()
             await stop_runtime(rt)
             await rt.db.close()
             raise

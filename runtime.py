@@ -251,6 +251,16 @@ def build_api(rt: Runtime, query: QueryService | None) -> "Starlette":
     return http_app(ctx, (imports, tus, people, metrics, web), build_mcp(query, rt.auth) if query is not None else None)
 
 
+def worker_api(rt: Runtime) -> "Starlette":
+    """A worker's own HTTP app (`soulprint worker --metrics-port`): /health and /metrics, nothing of
+    any person's; /metrics takes the operator token as in `serve`."""
+    from soulprint.services.http import metrics
+    from soulprint.services.http.health import Health
+
+    health = Health(rt.settings, rt.db, rt.embedder, rt.llm)
+    return http_app(api_context(rt.settings, rt.db, rt.auth, health, rt.storage, None), (metrics,))
+
+
 def api_context(settings: Settings, db: Database, auth: Authenticator, health, storage: Storage,
                 query: QueryService | None):
     """What the route modules are built from (services/http/context.py), for `serve` and the upload service."""
