@@ -44,7 +44,7 @@ class Erasure:
         """{"user_id", "erased_at", "tables": {table: rows deleted}, "files": n}: ``files`` counts the
         stored exports and the part files of unfinished uploads."""
         # Read before the rows go; an upload created in between is an orphan the next sweep removes.
-        parts = await self.uploads.ids_of(user_id) if self.uploads is not None and user_id.strip() else []
+        parts = await self.uploads.ids_of(user_id) if self.uploads is not None else []
         erased_at, tables = await self.db.erasure.delete_person(user_id)
         files = self.uploads.remove_parts(parts) if parts else 0
         if self.storage is not None:
