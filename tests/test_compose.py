@@ -109,7 +109,11 @@ def test_worker_is_scalable(services):
 
 
 def test_worker_runs_the_worker_command(services):
-    assert as_argv(services["worker"]["command"]) == ["soulprint", "worker"]
+    argv = as_argv(services["worker"]["command"])
+    assert argv[:2] == ["soulprint", "worker"]
+    # Its metrics port is the one its healthcheck asks, inside the network only (see test_worker_is_scalable).
+    port = argv[argv.index("--metrics-port") + 1]
+    assert f"http://127.0.0.1:{port}/health" in healthcheck_text(services["worker"])
 
 
 def test_soulprint_is_a_console_script():
