@@ -13,9 +13,9 @@ ones included, so a re-drive of a request that failed sends the same request
 again (and a conversation carried over by a re-import sends nothing).
 
 Small conversations (domain/facts.is_small) are not sent on their own: once
-the job's chunking is complete, its SmallConversationsReady events (one per
-shard of the job, keyed by job and shard) pack every one of them still
-without facts together, in conversation-id order within the shard, so an export of many short conversations sends about one request per
+the job's chunking is complete, its SmallConversationsReady (keyed by job)
+packs every one of them still without facts together, in conversation-id
+order, so an export of many short conversations sends about one request per
 eight of them instead of one each. A re-drive of the job's extraction sends
 that event again with its conversations' events.
 
@@ -32,7 +32,7 @@ import logging
 from soulprint.agents.containment import batch_counted
 from soulprint.agents.flow import emit
 from soulprint.domain.facts import (SMALL_MAX_CHUNKS, SmallPacker, build_fact_requests, by_conversation,
-                                   is_small, parse_fact_answer, small_shard)
+                                   is_small, parse_fact_answer)
 from soulprint.models.events import ConversationChunked, SmallConversationsReady
 from soulprint.models.jobs import FullPassStage
 
@@ -65,19 +65,18 @@ def register(rt) -> None:
 
 async def extract_batch(rt, events: list) -> None:
     by_job: dict[str, tuple[str, set[str]]] = {}
-    small: dict[tuple[str, int, int], str] = {}  # (job, shard, shards) to pack: the person
+    small: dict[str, str] = {}  # jobs whose small conversations are to be packed: their person
     for e in events:
         if isinstance(e, ConversationChunked):
             by_job.setdefault(e.job_id, (e.user_id, set()))[1].add(e.conversation_id)
         elif isinstance(e, SmallConversationsReady):
-            small[(e.job_id, e.shard, e.shards)] = e.user_id
-    plan = await rt.db.jobs.extraction_plan(list(by_job.keys() | {job for job, _, _ in small}),
+            small[e.job_id] = e.user_id
+    plan = await rt.db.jobs.extraction_plan(list(by_job.keys() | small.keys()),
                                             rt.settings.min_full_pass_conversations)
     await asyncio.gather(
         *(extract_job(rt, job_id, user_id, sorted(conversation_ids))
           for job_id, (user_id, conversation_ids) in by_job.items() if plan.get(job_id) == "extract"),
-        *(extract_small(rt, job_id, user_id, shard, shards)
-          for (job_id, shard, shards), user_id in small.items() if plan.get(job_id) == "extract"),
+        *(extract_small(rt, job_id, user_id) for job_id, user_id in small.items() if plan.get(job_id) == "extract"),
     )
 
 
@@ -95,16 +94,15 @@ async def extract_job(rt, job_id: str, user_id: str, conversation_ids: list[str]
         await finish_if_extracted(rt, job_id)
 
 
-async def extract_small(rt, job_id: str, user_id: str, shard: int = 0, shards: int = 1) -> None:
-    """Every small conversation of the job's shard still without facts, packed together in
-    conversation-id order (domain/facts.py, SmallPacker), read a page and sent a few requests at a time."""
+async def extract_small(rt, job_id: str, user_id: str) -> None:
+    """Every small conversation of the job still without facts, packed together in conversation-id
+    order (domain/facts.py, SmallPacker), read a page and sent a few requests at a time."""
     budget = rt.settings.facts_request_tokens
     packer = SmallPacker(user_id, job_id, token_budget=budget)
     pending: list = []  # packed, not sent yet
     sent, after = False, None
     while ids := await rt.db.chunks.small_candidates(job_id, after, SMALL_PAGE, SMALL_MAX_CHUNKS):
         after = ids[-1]
-        ids = [i for i in ids if small_shard(i, shards) == shard]
         chunks, done_ids = await rt.db.chunks.to_extract(job_id, user_id, ids)
         for conversation in by_conversation(chunks).values():
             if is_small(conversation, token_budget=budget) and not done_ids.intersection(

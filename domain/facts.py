@@ -20,8 +20,7 @@ request) would still cost a request of its own, and an export of many short
 conversations would send one request per conversation. Those are packed
 together instead, once the job's chunking is complete, by
 :class:`SmallPacker`: whole conversations in conversation-id order
-over every small conversation of the job still without facts (a large job's
-in a few shards, :func:`small_shard`, each packed on its own). That order is
+over every small conversation of the job still without facts. That order is
 the job's, not a batch's, so a redelivery sends the same requests again (a
 pack either got its facts or is sent again whole, and greedy packing of what
 is left gives the packs that were left). Each chunk is labelled
@@ -32,7 +31,6 @@ schema allows only its own refs (domain/prompts/facts.py).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -116,24 +114,6 @@ def _request(user_id: str, job_id: str, group: list[ChunkForExtraction]) -> LLMR
 MAX_CHUNKS_PER_REQUEST = 8
 SMALL_SHARE = 2  # a small conversation fills at most 1/SMALL_SHARE of a request, in tokens and in chunks
 SMALL_MAX_CHUNKS = MAX_CHUNKS_PER_REQUEST // SMALL_SHARE  # medium chunks of a small conversation, at most
-
-
-# A large job's small conversations are packed in shards (by a hash of the conversation id), one
-# event each, so that several workers share that phase; one shard per this many conversations.
-SMALL_SHARD_CONVERSATIONS = 1000
-SMALL_MAX_SHARDS = 8
-
-
-def small_shards(conversations: int) -> int:
-    """How many shards a job of ``conversations`` packs its small conversations in (fixed by its size)."""
-    return max(1, min(SMALL_MAX_SHARDS, conversations // SMALL_SHARD_CONVERSATIONS))
-
-
-def small_shard(conversation_id: str, shards: int) -> int:
-    """The shard a conversation is packed in: a hash of its id, the same in every process and run."""
-    if shards <= 1:
-        return 0
-    return int.from_bytes(hashlib.sha256(conversation_id.encode("utf-8")).digest()[:8], "big") % shards
 
 
 def is_small(conversation: Sequence[ChunkForExtraction], *, token_budget: int = 6000,

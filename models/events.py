@@ -176,10 +176,7 @@ class ConversationChunked(ChunksEvent, namespace="soulprint.ConversationChunked"
 
 class SmallConversationsReady(ChunksEvent, namespace="soulprint.SmallConversationsReady"):
     """The job's chunking is complete (or its extraction was re-driven): its small conversations
-    of this shard still without facts can be packed together (domain/facts.py, SmallPacker)."""
-
-    shard: int = 0
-    shards: int = 1  # a large job's small conversations come in shards, one event each
+    still without facts can be packed together (domain/facts.py, pack_small_conversations)."""
 
 
 

@@ -15,8 +15,6 @@ from soulprint.domain.facts import (
     by_conversation,
     is_small,
     pack_small_conversations,
-    small_shard,
-    small_shards,
     normalise_subject,
     parse_fact_answer,
     parse_fact_result,
@@ -144,15 +142,6 @@ def test_packs_left_after_some_got_their_facts_are_the_packs_that_were_left():
     again = pack_small_conversations("u1", "j1", left, token_budget=1500)
     expected = [(r.messages, r.payload) for r, g in first if not any(c.chunk_id in done for c in g)]
     assert [(r.messages, r.payload) for r, _ in again] == expected
-
-
-def test_a_jobs_small_conversations_are_sharded_by_its_size_and_a_stable_hash():
-    assert [small_shards(n) for n in (0, 999, 1000, 2500, 8000, 50_000)] == [1, 1, 1, 2, 8, 8]
-    ids = [f"conv-{i}" for i in range(400)]
-    assert {small_shard(i, 1) for i in ids} == {0}
-    shares = [sum(1 for i in ids if small_shard(i, 4) == s) for s in range(4)]
-    assert sum(shares) == 400 and min(shares) > 60  # every shard gets a fair share
-    assert small_shard("conv-7", 4) == small_shard("conv-7", 4)
 
 
 def test_duplicate_chunks_are_sent_once():

@@ -12,8 +12,7 @@ import uuid
 from soulprint.agents.flow import emit
 from soulprint.domain.chunking import chunk_conversation
 from soulprint.models.domain import Conversation, ExportSummary, Message, ProfileHints
-from soulprint.domain.facts import small_shard
-from soulprint.models.events import ChunkRef, ConversationChunked, SmallConversationsReady
+from soulprint.models.events import ChunkRef, ConversationChunked
 from soulprint.services.db import ChunkWrite
 from soulprint.topics import conversation_key
 from support.pipeline import chunker_held
@@ -67,23 +66,3 @@ async def test_chunk_events_are_extracted_while_the_chunker_is_stuck(runtime, us
                                what="every chunk's facts while the chunker is stuck")
         assert job.job.extraction_total == sum(1 for w in writes for k in w.chunks if k.tier == "medium")
         assert not gate.is_set()
-
-
-async def test_a_large_jobs_small_conversations_are_packed_shard_by_shard(runtime, user_id):
-    """Each shard's event packs its own share (a hash of the conversation id); together they cover
-    every small conversation, so several workers can share that phase of a large import."""
-    rt = runtime
-    job_id, _, completion = await job_in_facts_stage(rt, user_id, max(rt.settings.min_full_pass_conversations, 1))
-    assert [e.shards for e in completion if isinstance(e, SmallConversationsReady)] == [1]  # a small job: one
-    shards = 3
-    await emit(rt, [SmallConversationsReady(job_id=job_id, user_id=user_id, shard=0, shards=shards)])
-    moved = await wait_until(lambda: rt.db.jobs.recount_extraction(job_id),
-                             lambda m: m.job.extraction_done > 0, limit_s=60, what="shard 0's facts")
-    ids = [f"c{i}" for i in range(moved.job.conversations)]
-    first = {i for i in ids if small_shard(i, shards) == 0}
-    assert moved.job.extraction_done == len(first) < len(ids)  # one medium chunk each: shard 0 alone
-    await emit(rt, [SmallConversationsReady(job_id=job_id, user_id=user_id, shard=i, shards=shards)
-                    for i in (1, 2)])
-    await wait_until(lambda: rt.db.jobs.recount_extraction(job_id),
-                     lambda m: m.job.extraction_done == m.job.extraction_total, limit_s=60,
-                     what="every shard's facts")

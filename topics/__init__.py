@@ -50,13 +50,12 @@ CONVERSATIONS = TopicSpec(
 CHUNKS = TopicSpec(
     "chunks",
     events.ChunksEvent,
-    key="user_id:conversation_id (SmallConversationsReady: job_id:shard)",
+    key="user_id:conversation_id (SmallConversationsReady: job_id)",
     polymorphic=True,
     why=(
         "Same key as conversations: one job's chunks spread over every partition, so one large "
         "import keeps every worker's facts agent busy; a conversation's chunks stay together. "
-        "A job's small conversations are packed by one event per shard of the job, keyed by job and "
-        "shard, so a large job's shards spread over workers too."
+        "The job's small conversations are packed by one event for the whole job, keyed by job."
     ),
 )
 

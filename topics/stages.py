@@ -38,10 +38,6 @@ def _by_job(e) -> str:
     return e.job_id
 
 
-def _by_job_shard(e) -> str:
-    return f"{e.job_id}:{e.shard}"
-
-
 def _by_conversation(e) -> str:
     return conversation_key(e.user_id, e.conversation_id)
 
@@ -92,7 +88,7 @@ STAGES = (
 # stage's second trigger) and a published soulprint version (for the query service).
 _OUTPUTS = {
     events.IngestCompleted: (CONVERSATIONS, _by_job),
-    events.SmallConversationsReady: (CHUNKS, _by_job_shard),  # the facts stage packs the job's small conversations
+    events.SmallConversationsReady: (CHUNKS, _by_job),  # the facts stage packs the job's small conversations
     events.SectionsPublished: (SECTIONS, _by_user),
     events.JobNotice: (NOTICES, _by_user),
 }

@@ -25,7 +25,6 @@ from typing import AsyncIterator, Sequence
 import asyncpg
 
 from soulprint.models.domain import Chunk, Conversation, ExportSummary, ProfileHints
-from soulprint.domain.facts import small_shards
 from soulprint.models.embedding import EmbeddingSpace
 from soulprint.models.events import (
     ChunkRef,
@@ -161,13 +160,6 @@ async def _share_live(conn: asyncpg.Connection, job_ids: set[str]) -> set[str]:
         sorted(job_ids),
     )
     return {r["job_id"] for r in rows}
-
-
-def _small_ready(job: Job) -> list[SmallConversationsReady]:
-    """The facts stage's triggers for the job's small conversations: one per shard."""
-    shards = small_shards(job.conversations)
-    return [SmallConversationsReady(job_id=job.job_id, user_id=job.user_id, shard=i, shards=shards)
-            for i in range(shards)]
 
 
 async def _hold_row(conn: asyncpg.Connection, job_id: str) -> bool:
@@ -543,7 +535,7 @@ class Jobs:
             return await self.redrive_extraction(job_id, extraction_max_attempts)
         counted = await self.recount_extraction(job_id)
         # Every conversation is chunked: the small ones can be packed together now.
-        return Moved(counted.job, counted.emit + _small_ready(job))
+        return Moved(counted.job, counted.emit + [SmallConversationsReady(job_id=job_id, user_id=user_id)])
 
     # -- quick pass: pending → running → ready | failed -------------------------------
     async def claim_quick(self, job_id: str, stale_after_s: float) -> bool:
@@ -660,7 +652,7 @@ class Jobs:
                 ConversationChunked(job_id=job_id, user_id=job.user_id, conversation_id=conversation_id,
                                     chunks=[ChunkRef(chunk_id=c, tier="medium", token_count=n) for c, n in refs])
                 for conversation_id, refs in pending.items()
-            ] + _small_ready(job))
+            ] + [SmallConversationsReady(job_id=job_id, user_id=job.user_id)])
         if exhausted:
             await self.fail_full_pass(job_id, f"{exhausted} chunks failed fact extraction {max_attempts} times")
             return Moved(None)
