@@ -980,11 +980,10 @@ def cmd_delete_user(args, settings: Settings) -> int:
 
 async def _erase(settings: Settings, db, user: str) -> dict:
     """The receipt of erasing ``user`` on the stack's Postgres and the configured storage."""
-    from soulprint.services.erasure import Erasure
-    from soulprint.services.http.tus import ResumableUploads
+    from soulprint.runtime import build_erasure
     from soulprint.services.storage import build_storage
 
-    return await Erasure(db, build_storage(settings), ResumableUploads(db, settings)).delete_person(user)
+    return await build_erasure(settings, db, build_storage(settings)).delete_person(user)
 
 
 if __name__ == "__main__":

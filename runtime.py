@@ -265,11 +265,16 @@ def api_context(settings: Settings, db: Database, auth: Authenticator, health, s
                 query: QueryService | None):
     """What the route modules are built from (services/http/context.py), for `serve` and the upload service."""
     from soulprint.services.http.context import ApiContext
-    from soulprint.services.http.tus import ResumableUploads
 
     return ApiContext(settings=settings, db=db, auth=auth, health=health, query=query,
-                      imports=ImportService(settings, db, storage),
-                      erasure=Erasure(db, storage, ResumableUploads(db, settings)))
+                      imports=ImportService(settings, db, storage), erasure=build_erasure(settings, db, storage))
+
+
+def build_erasure(settings: Settings, db: Database, storage: Storage | None) -> Erasure:
+    """Erasure over the stack's rows, stored exports and unfinished uploads' part files (HTTP and CLI)."""
+    from soulprint.services.http.tus import ResumableUploads
+
+    return Erasure(db, storage, ResumableUploads(db, settings))
 
 
 def http_app(ctx, modules, mcp=None) -> "Starlette":

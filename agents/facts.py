@@ -31,7 +31,7 @@ import logging
 
 from soulprint.agents.containment import batch_counted
 from soulprint.agents.flow import emit
-from soulprint.domain.facts import (SMALL_MAX_CHUNKS, SmallPacker, build_fact_requests, by_conversation,
+from soulprint.domain.facts import (SMALL_MAX_CHUNKS, RequestPacker, build_fact_requests, by_conversation,
                                    is_small, parse_fact_answer)
 from soulprint.models.events import ConversationChunked, SmallConversationsReady
 from soulprint.models.jobs import FullPassStage
@@ -96,9 +96,9 @@ async def extract_job(rt, job_id: str, user_id: str, conversation_ids: list[str]
 
 async def extract_small(rt, job_id: str, user_id: str) -> None:
     """Every small conversation of the job still without facts, packed together in conversation-id
-    order (domain/facts.py, SmallPacker), read a page and sent a few requests at a time."""
+    order (domain/facts.py, RequestPacker), read a page and sent a few requests at a time."""
     budget = rt.settings.facts_request_tokens
-    packer = SmallPacker(user_id, job_id, token_budget=budget)
+    packer = RequestPacker(user_id, job_id, token_budget=budget)
     pending: list = []  # packed, not sent yet
     sent, after = False, None
     while ids := await rt.db.chunks.small_candidates(job_id, after, SMALL_PAGE, SMALL_MAX_CHUNKS):
@@ -107,7 +107,7 @@ async def extract_small(rt, job_id: str, user_id: str) -> None:
         for conversation in by_conversation(chunks).values():
             if is_small(conversation, token_budget=budget) and not done_ids.intersection(
                     c.chunk_id for c in conversation):
-                pending += packer.add(conversation)
+                pending += packer.add(conversation)  # by_conversation: in its order
         if len(pending) >= SMALL_SEND:
             sent |= await send(rt, job_id, user_id, pending, set())
             pending = []

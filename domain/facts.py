@@ -19,7 +19,7 @@ A small conversation (:func:`is_small`: its chunks would fill at most half a
 request) would still cost a request of its own, and an export of many short
 conversations would send one request per conversation. Those are packed
 together instead, once the job's chunking is complete, by
-:class:`SmallPacker`: whole conversations in conversation-id order
+:class:`RequestPacker`: whole conversations in conversation-id order
 over every small conversation of the job still without facts. That order is
 the job's, not a batch's, so a redelivery sends the same requests again (a
 pack either got its facts or is sent again whole, and greedy packing of what
@@ -133,32 +133,34 @@ def by_conversation(chunks: Sequence[ChunkForExtraction]) -> dict[str, list[Chun
     return groups
 
 
-class SmallPacker:
-    """Packs whole small conversations, given in the order to pack them (the caller's: conversation
-    id), greedily while they fit ``token_budget`` and ``max_chunks_per_request``. Fed one
-    conversation at a time, so a job's many small conversations are read a page at a time."""
+class RequestPacker:
+    """Greedy packing into requests: units (a chunk, or a small conversation's chunks, never split) go
+    into the open request while it stays within ``token_budget`` and ``max_chunks_per_request``; a
+    unit that does not fit closes it (a unit bigger than the budget goes alone). Fed a unit at a
+    time, so a job's many small conversations are read a page at a time."""
 
     def __init__(self, user_id: str, job_id: str, *, token_budget: int = 6000,
                  max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST) -> None:
+        if max_chunks_per_request < 1:
+            raise ValueError("max_chunks_per_request must be >= 1")
         self.user_id, self.job_id = user_id, job_id
         self.token_budget, self.max_chunks = token_budget, max_chunks_per_request
         self.group: list[ChunkForExtraction] = []
         self.used = 0
 
-    def add(self, conversation: Sequence[ChunkForExtraction]) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
-        """The conversation into the open pack; the pack it closed, if it did not fit there."""
-        ordered = sorted(conversation, key=_order_key)
-        cost = sum(_cost(c) for c in ordered)
+    def add(self, unit: Sequence[ChunkForExtraction]) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
+        """The unit (in its order) into the open request; the request it closed, if it did not fit there."""
+        cost = sum(_cost(c) for c in unit)
         closed = []
         if self.group and (self.used + cost > self.token_budget
-                           or len(self.group) + len(ordered) > self.max_chunks):
+                           or len(self.group) + len(unit) > self.max_chunks):
             closed = self.close()
-        self.group.extend(ordered)
+        self.group.extend(unit)
         self.used += cost
         return closed
 
     def close(self) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
-        """The open pack as a request (none if it is empty)."""
+        """The open request (none if it is empty)."""
         group, self.group, self.used = self.group, [], 0
         return [(_request(self.user_id, self.job_id, group), group)] if group else []
 
@@ -171,9 +173,10 @@ def pack_small_conversations(
     token_budget: int = 6000,
     max_chunks_per_request: int = MAX_CHUNKS_PER_REQUEST,
 ) -> list[tuple[LLMRequest, list[ChunkForExtraction]]]:
-    """Every pack of ``conversations`` (see SmallPacker)."""
-    packer = SmallPacker(user_id, job_id, token_budget=token_budget, max_chunks_per_request=max_chunks_per_request)
-    out = [pair for conversation in conversations for pair in packer.add(conversation)]
+    """Every request of whole small ``conversations``, packed in the order given (RequestPacker)."""
+    packer = RequestPacker(user_id, job_id, token_budget=token_budget, max_chunks_per_request=max_chunks_per_request)
+    out = [pair for conversation in conversations
+           for pair in packer.add(sorted(conversation, key=_order_key))]
     return out + packer.close()
 
 
@@ -193,28 +196,12 @@ def build_fact_requests(
     request holds one conversation only, so a conversation's chunks give the
     same requests whatever else (and in whatever order) is passed with them.
     """
-    if max_chunks_per_request < 1:
-        raise ValueError("max_chunks_per_request must be >= 1")
-    seen: set[str] = set()
-    ordered: list[ChunkForExtraction] = []
-    for c in sorted(chunks, key=_order_key):
-        if c.chunk_id not in seen:  # a chunk listed twice would yield its facts twice
-            seen.add(c.chunk_id)
-            ordered.append(c)
-
+    packer = RequestPacker(user_id, job_id, token_budget=token_budget, max_chunks_per_request=max_chunks_per_request)
     out: list[tuple[LLMRequest, list[ChunkForExtraction]]] = []
-    group: list[ChunkForExtraction] = []
-    used = 0
-    for c in ordered:
-        cost = _cost(c)
-        if group and (used + cost > token_budget or len(group) >= max_chunks_per_request
-                      or c.conversation_id != group[0].conversation_id):
-            out.append((_request(user_id, job_id, group), group))
-            group, used = [], 0
-        group.append(c)
-        used += cost
-    if group:
-        out.append((_request(user_id, job_id, group), group))
+    for conversation in by_conversation(chunks).values():  # each chunk once (a duplicate would yield twice)
+        for c in conversation:
+            out += packer.add([c])
+        out += packer.close()  # a request holds one conversation
     return out
 
 

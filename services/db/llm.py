@@ -35,15 +35,16 @@ class PostgresCache:
         self.pool = pool
 
     async def get(self, key: str, *, user_id: str | None = None, job_id: str | None = None) -> dict[str, Any] | None:
-        row = await self.pool.fetchval("SELECT response::text FROM llm_cache WHERE key = $1", key)
-        if row is None:
-            return None
-        if user_id is not None or job_id is not None:
-            async with self.pool.acquire() as conn, conn.transaction():
-                owner = await _still_there(conn, user_id, job_id)
-                if owner:
-                    await conn.execute("INSERT INTO llm_cache_people (key, user_id) SELECT key, $2 FROM llm_cache"
-                                       " WHERE key = $1 ON CONFLICT DO NOTHING", key, owner)
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchval("SELECT response::text FROM llm_cache WHERE key = $1", key)
+            if row is None:
+                return None
+            if user_id is not None or job_id is not None:
+                async with conn.transaction():
+                    owner = await _still_there(conn, user_id, job_id)
+                    if owner:
+                        await conn.execute("INSERT INTO llm_cache_people (key, user_id) SELECT key, $2"
+                                           " FROM llm_cache WHERE key = $1 ON CONFLICT DO NOTHING", key, owner)
         return orjson.loads(row)
 
     async def put(self, key: str, provider: str, model: str, response: dict[str, Any], *,
